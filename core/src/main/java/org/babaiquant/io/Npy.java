@@ -1,0 +1,829 @@
+package org.babaiquant.io;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.DoubleBuffer;
+import java.nio.FloatBuffer;
+import java.nio.IntBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import org.babaiquant.BadInputException;
+
+/**
+ * NumPy {@code .npy} files: the format the calibration data, weights and codes travel in between Python and Java.
+ *
+ * <p>Byte map (numpy {@code lib/format.py}); all integers little-endian:
+ * <pre>
+ *  offset  size  field
+ *  0       6     magic  \x93 'N' 'U' 'M' 'P' 'Y'
+ *  6       1     major version: 1, 2 or 3
+ *  7       1     minor version: 0
+ *  8       2|4   header length HLEN: uint16 in version 1.0, uint32 in 2.0 and 3.0
+ *  10|12   HLEN  header: a Python dict literal, latin-1 (1.0, 2.0) or UTF-8 (3.0), space padded, ending in '\n'
+ *                  {'descr': '&lt;f4', 'fortran_order': False, 'shape': (3, 4), }
+ *  10+HLEN ...   data: product(shape) elements, C order (last index fastest), no trailer
+ * </pre>
+ * numpy pads the header so that the data starts at a multiple of 64 bytes; the writer here does the same, byte for
+ * byte, so files written in Java and by {@code np.save} are identical.
+ *
+ * <p>Only what this project exchanges is supported: little-endian {@code <f4}, {@code <f8}, {@code <i4}, C order.
+ * Anything else (big-endian, Fortran order, object or structured dtypes, a data section whose length does not match
+ * the header) is a {@link BadInputException} naming the file, because silently reinterpreting bytes would quantize
+ * garbage.
+ */
+public final class Npy {
+
+    /** Largest header we accept. numpy itself refuses headers over 10 000 bytes by default; this is generous. */
+    static final int MAX_HEADER_BYTES = 1 << 20;
+
+    /** Read and write in chunks of about this many bytes, so that memory stays bounded for large arrays. */
+    private static final int CHUNK_BYTES = 1 << 22;
+
+    private static final byte[] MAGIC = {(byte) 0x93, 'N', 'U', 'M', 'P', 'Y'};
+
+    /** numpy aligns the start of the data to this many bytes ({@code ARRAY_ALIGN}). */
+    private static final int ALIGN = 64;
+
+    /**
+     * numpy (since 1.23) reserves room for the first axis to grow to this many digits, so that arrays can be appended
+     * to in place ({@code GROWTH_AXIS_MAX_DIGITS}); we copy it to stay byte-identical.
+     */
+    private static final int GROWTH_AXIS_MAX_DIGITS = 21;
+
+    private Npy() {
+    }
+
+    /**
+     * What the header of a {@code .npy} file says.
+     *
+     * @param dtype      numpy type descriptor, one of {@code <f4}, {@code <f8}, {@code <i4}
+     * @param shape      array shape; empty for a 0-d array
+     * @param dataOffset byte offset of the first element in the file
+     */
+    public record NpyHeader(String dtype, int[] shape, long dataOffset) {
+        public NpyHeader {
+            shape = shape.clone();
+        }
+
+        @Override
+        public int[] shape() {
+            return shape.clone();
+        }
+
+        /** Number of elements; the header reader guarantees it fits in an int. */
+        public int elementCount() {
+            int n = 1;
+            for (int d : shape) {
+                n *= d;
+            }
+            return n;
+        }
+
+        /** Bytes per element. */
+        public int itemSize() {
+            return Npy.itemSize(dtype);
+        }
+
+        @Override
+        public String toString() {
+            return "NpyHeader[dtype=" + dtype + ", shape=" + shapeString(shape) + ", dataOffset=" + dataOffset + "]";
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ reading
+
+    /**
+     * Reads and validates the header, including that the file holds exactly the data the header announces.
+     *
+     * @throws BadInputException if the file is missing, is not a supported {@code .npy} file, or is truncated
+     */
+    public static NpyHeader readHeader(Path file) {
+        try (FileChannel ch = openForRead(file)) {
+            return readHeader(ch, file);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Reads a 2-D array of any supported dtype as rows of doubles ({@code result[i][j] = a[i, j]}).
+     *
+     * @throws BadInputException if the array is not 2-D, or for any reason {@link #readHeader} gives
+     */
+    public static double[][] readMatrix(Path file) {
+        try (FileChannel ch = openForRead(file)) {
+            NpyHeader h = readHeader(ch, file);
+            int[] shape = h.shape;
+            if (shape.length != 2) {
+                throw new BadInputException(file + ": expected a 2-D array, found shape " + shapeString(shape));
+            }
+            double[][] out = new double[shape[0]][shape[1]];
+            readRows(ch, file, h, shape[0], shape[1], (chunk, first, count) -> decodeDouble(h.dtype, chunk, out, first,
+                    count));
+            return out;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Reads a 2-D array of any supported dtype as rows of floats. Activations are float32 on disk and large, so this
+     * halves the memory of {@link #readMatrix} for them; {@code <f8} data is rounded to nearest float.
+     */
+    public static float[][] readMatrixF32(Path file) {
+        try (FileChannel ch = openForRead(file)) {
+            NpyHeader h = readHeader(ch, file);
+            int[] shape = h.shape;
+            if (shape.length != 2) {
+                throw new BadInputException(file + ": expected a 2-D array, found shape " + shapeString(shape));
+            }
+            float[][] out = new float[shape[0]][shape[1]];
+            readRows(ch, file, h, shape[0], shape[1], (chunk, first, count) -> decodeFloat(h.dtype, chunk, out, first,
+                    count));
+            return out;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Reads a 1-D array of any supported dtype as doubles. */
+    public static double[] readVector(Path file) {
+        try (FileChannel ch = openForRead(file)) {
+            NpyHeader h = readHeader(ch, file);
+            int[] shape = h.shape;
+            if (shape.length != 1) {
+                throw new BadInputException(file + ": expected a 1-D array, found shape " + shapeString(shape));
+            }
+            double[][] out = {new double[shape[0]]};
+            // A vector is read as one row of a 1 x n matrix.
+            readRows(ch, file, h, 1, shape[0], (chunk, first, count) -> decodeDouble(h.dtype, chunk, out, first,
+                    count));
+            return out[0];
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Receives {@code count} consecutive rows starting at row {@code first}, little-endian, positioned at 0. */
+    private interface RowChunkDecoder {
+        void decode(ByteBuffer chunk, int first, int count);
+    }
+
+    /** Reads rows in chunks of about {@link #CHUNK_BYTES} with positional bulk reads, never element by element. */
+    private static void readRows(FileChannel ch, Path file, NpyHeader h, int rows, int cols, RowChunkDecoder decoder)
+            throws IOException {
+        long rowBytes = (long) cols * h.itemSize();
+        if (rows == 0 || rowBytes == 0) {
+            return;
+        }
+        if (rowBytes > Integer.MAX_VALUE - 8) {
+            throw new BadInputException(file + ": a row of " + cols + " x " + h.dtype + " elements is over 2 GiB");
+        }
+        int rowsPerChunk = (int) Math.max(1, Math.min(rows, CHUNK_BYTES / rowBytes));
+        ByteBuffer buf = ByteBuffer.allocate((int) (rowsPerChunk * rowBytes)).order(ByteOrder.LITTLE_ENDIAN);
+        long pos = h.dataOffset;
+        for (int first = 0; first < rows; first += rowsPerChunk) {
+            int count = Math.min(rowsPerChunk, rows - first);
+            buf.clear().limit((int) (count * rowBytes));
+            readFully(ch, buf, pos, file);
+            buf.flip();
+            decoder.decode(buf, first, count);
+            pos += count * rowBytes;
+        }
+    }
+
+    private static void decodeDouble(String dtype, ByteBuffer chunk, double[][] out, int first, int count) {
+        switch (dtype) {
+            case "<f8": {
+                DoubleBuffer db = chunk.asDoubleBuffer();
+                for (int r = first; r < first + count; r++) {
+                    db.get(out[r]);
+                }
+                break;
+            }
+            case "<f4": {
+                FloatBuffer fb = chunk.asFloatBuffer();
+                float[] tmp = new float[out[first].length];
+                for (int r = first; r < first + count; r++) {
+                    fb.get(tmp);
+                    double[] row = out[r];
+                    for (int j = 0; j < tmp.length; j++) {
+                        row[j] = tmp[j];
+                    }
+                }
+                break;
+            }
+            case "<i4": {
+                IntBuffer ib = chunk.asIntBuffer();
+                int[] tmp = new int[out[first].length];
+                for (int r = first; r < first + count; r++) {
+                    ib.get(tmp);
+                    double[] row = out[r];
+                    for (int j = 0; j < tmp.length; j++) {
+                        row[j] = tmp[j];
+                    }
+                }
+                break;
+            }
+            default:
+                throw new AssertionError(dtype); // readHeader admits only the three dtypes above
+        }
+    }
+
+    private static void decodeFloat(String dtype, ByteBuffer chunk, float[][] out, int first, int count) {
+        switch (dtype) {
+            case "<f4": {
+                FloatBuffer fb = chunk.asFloatBuffer();
+                for (int r = first; r < first + count; r++) {
+                    fb.get(out[r]);
+                }
+                break;
+            }
+            case "<f8": {
+                DoubleBuffer db = chunk.asDoubleBuffer();
+                double[] tmp = new double[out[first].length];
+                for (int r = first; r < first + count; r++) {
+                    db.get(tmp);
+                    float[] row = out[r];
+                    for (int j = 0; j < tmp.length; j++) {
+                        row[j] = (float) tmp[j];
+                    }
+                }
+                break;
+            }
+            case "<i4": {
+                IntBuffer ib = chunk.asIntBuffer();
+                int[] tmp = new int[out[first].length];
+                for (int r = first; r < first + count; r++) {
+                    ib.get(tmp);
+                    float[] row = out[r];
+                    for (int j = 0; j < tmp.length; j++) {
+                        row[j] = tmp[j];
+                    }
+                }
+                break;
+            }
+            default:
+                throw new AssertionError(dtype);
+        }
+    }
+
+    private static NpyHeader readHeader(FileChannel ch, Path file) throws IOException {
+        long size = ch.size();
+        ByteBuffer pre = ByteBuffer.allocate(12).order(ByteOrder.LITTLE_ENDIAN);
+        pre.limit((int) Math.min(12, size));
+        readFully(ch, pre, 0, file);
+        if (size < 10) {
+            throw new BadInputException(file + ": not a .npy file (only " + size + " bytes, too short for the preamble)");
+        }
+        for (int i = 0; i < MAGIC.length; i++) {
+            if (pre.get(i) != MAGIC[i]) {
+                throw new BadInputException(file + ": not a .npy file (bad magic: expected \\x93NUMPY, found "
+                        + printableBytes(pre, Math.min(6, (int) size)) + ")");
+            }
+        }
+        int major = pre.get(6) & 0xff;
+        int minor = pre.get(7) & 0xff;
+        long headerLen;
+        int prefix;
+        if (major == 1 && minor == 0) {
+            headerLen = pre.getShort(8) & 0xffff;
+            prefix = 10;
+        } else if ((major == 2 || major == 3) && minor == 0) {
+            if (size < 12) {
+                throw new BadInputException(file + ": truncated .npy preamble (version " + major + ".0, " + size
+                        + " bytes)");
+            }
+            headerLen = pre.getInt(8) & 0xffffffffL;
+            prefix = 12;
+        } else {
+            throw new BadInputException(file + ": unsupported .npy format version " + major + "." + minor
+                    + " (supported: 1.0, 2.0, 3.0)");
+        }
+        if (headerLen > MAX_HEADER_BYTES) {
+            throw new BadInputException(file + ": .npy header length " + headerLen + " bytes is over the limit of "
+                    + MAX_HEADER_BYTES + " bytes; the file is corrupt or not a plain array");
+        }
+        if (prefix + headerLen > size) {
+            throw new BadInputException(file + ": truncated .npy header (header says " + headerLen + " bytes, file has "
+                    + (size - prefix) + " after the preamble)");
+        }
+        ByteBuffer hb = ByteBuffer.allocate((int) headerLen);
+        readFully(ch, hb, prefix, file);
+        String text;
+        try {
+            // Version 3.0 exists only to allow UTF-8 in structured field names; 1.0 and 2.0 are latin-1.
+            text = (major == 3 ? StandardCharsets.UTF_8 : StandardCharsets.ISO_8859_1).newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .decode(hb.flip()).toString();
+        } catch (CharacterCodingException e) {
+            throw new BadInputException(file + ": .npy header is not valid UTF-8", e);
+        }
+        Map<String, Object> dict = new HeaderParser(text, file).parseDict();
+        NpyHeader h = validate(dict, file, prefix + headerLen);
+        long dataBytes = (long) h.elementCount() * h.itemSize();
+        long actual = size - h.dataOffset;
+        if (actual != dataBytes) {
+            throw new BadInputException(file + ": header announces " + h.dtype + " " + shapeString(h.shape) + " = "
+                    + dataBytes + " data bytes, but the file has " + actual
+                    + (actual < dataBytes ? " (truncated)" : " (trailing bytes)"));
+        }
+        return h;
+    }
+
+    private static NpyHeader validate(Map<String, Object> dict, Path file, long dataOffset) {
+        if (!dict.keySet().equals(java.util.Set.of("descr", "fortran_order", "shape"))) {
+            throw new BadInputException(file + ": .npy header must have exactly the keys descr, fortran_order, shape;"
+                    + " found " + dict.keySet());
+        }
+        Object descr = dict.get("descr");
+        if (!(descr instanceof String)) {
+            throw new BadInputException(file + ": unsupported dtype " + descr
+                    + " (structured dtypes are not supported; expected <f4, <f8 or <i4)");
+        }
+        String dtype = (String) descr;
+        if (itemSize(dtype) < 0) {
+            String why = dtype.startsWith(">") ? " (big-endian; convert with a.astype('<" + dtype.substring(1) + "'))"
+                    : "";
+            throw new BadInputException(file + ": unsupported dtype '" + dtype + "'" + why
+                    + "; supported: '<f4', '<f8', '<i4'");
+        }
+        Object fortran = dict.get("fortran_order");
+        if (!(fortran instanceof Boolean)) {
+            throw new BadInputException(file + ": fortran_order must be True or False, found " + fortran);
+        }
+        if ((Boolean) fortran) {
+            throw new BadInputException(file + ": Fortran-order arrays are not supported; save with "
+                    + "np.save(path, np.ascontiguousarray(a))");
+        }
+        Object shapeObj = dict.get("shape");
+        if (!(shapeObj instanceof long[])) {
+            throw new BadInputException(file + ": shape must be a tuple of integers, found " + shapeObj);
+        }
+        long[] dims = (long[]) shapeObj;
+        int[] shape = new int[dims.length];
+        long count = 1;
+        for (int i = 0; i < dims.length; i++) {
+            if (dims[i] < 0 || dims[i] > Integer.MAX_VALUE) {
+                throw new BadInputException(file + ": shape " + Arrays.toString(dims) + " has dimension " + dims[i]
+                        + " outside 0.." + Integer.MAX_VALUE);
+            }
+            shape[i] = (int) dims[i];
+            count *= dims[i]; // no overflow: checked against int range after every step
+            if (count > Integer.MAX_VALUE) {
+                throw new BadInputException(file + ": shape " + shapeString(shape) + " has over " + Integer.MAX_VALUE
+                        + " elements, more than a Java array holds");
+            }
+        }
+        return new NpyHeader(dtype, shape, dataOffset);
+    }
+
+    /** Bytes per element, or -1 for an unsupported descriptor. */
+    static int itemSize(String dtype) {
+        switch (dtype) {
+            case "<f4":
+            case "<i4":
+                return 4;
+            case "<f8":
+                return 8;
+            default:
+                return -1;
+        }
+    }
+
+    /**
+     * Parses the Python literal numpy writes: a dict with string keys whose values are strings, True/False, or a
+     * tuple of integers. Deliberately small; anything else is a BadInputException that shows where it stopped.
+     */
+    private static final class HeaderParser {
+        private final String s;
+        private final Path file;
+        private int pos;
+
+        HeaderParser(String s, Path file) {
+            this.s = s;
+            this.file = file;
+        }
+
+        Map<String, Object> parseDict() {
+            Map<String, Object> dict = new HashMap<>();
+            skipSpace();
+            expect('{');
+            while (true) {
+                skipSpace();
+                if (peek() == '}') {
+                    pos++;
+                    break;
+                }
+                String key = parseString();
+                skipSpace();
+                expect(':');
+                skipSpace();
+                Object value = parseValue();
+                if (dict.put(key, value) != null) {
+                    throw error("duplicate key '" + key + "'");
+                }
+                skipSpace();
+                if (peek() == ',') {
+                    pos++;
+                } else if (peek() != '}') {
+                    throw error("expected ',' or '}'");
+                }
+            }
+            skipSpace();
+            if (pos != s.length()) {
+                throw error("unexpected text after the header dict");
+            }
+            return dict;
+        }
+
+        private Object parseValue() {
+            char c = peek();
+            if (c == '\'' || c == '"') {
+                return parseString();
+            }
+            if (c == '(') {
+                return parseTuple();
+            }
+            if (s.startsWith("True", pos)) {
+                pos += 4;
+                return Boolean.TRUE;
+            }
+            if (s.startsWith("False", pos)) {
+                pos += 5;
+                return Boolean.FALSE;
+            }
+            if (c == '[') {
+                throw error("structured dtypes (a list descr) are not supported");
+            }
+            throw error("unsupported value");
+        }
+
+        private long[] parseTuple() {
+            expect('(');
+            List<Long> dims = new ArrayList<>();
+            while (true) {
+                skipSpace();
+                if (peek() == ')') {
+                    pos++;
+                    break;
+                }
+                dims.add(parseInt());
+                skipSpace();
+                if (peek() == ',') {
+                    pos++;
+                } else if (peek() != ')') {
+                    throw error("expected ',' or ')' in shape");
+                }
+            }
+            long[] out = new long[dims.size()];
+            for (int i = 0; i < out.length; i++) {
+                out[i] = dims.get(i);
+            }
+            return out;
+        }
+
+        private long parseInt() {
+            int start = pos;
+            if (peek() == '-') {
+                pos++;
+            }
+            while (pos < s.length() && Character.isDigit(s.charAt(pos)) && s.charAt(pos) < 128) {
+                pos++;
+            }
+            String digits = s.substring(start, pos);
+            if (pos < s.length() && s.charAt(pos) == 'L') {
+                pos++; // Python 2 long literal, written by very old numpy
+            }
+            try {
+                return Long.parseLong(digits);
+            } catch (NumberFormatException e) {
+                throw error("bad integer '" + digits + "' in shape");
+            }
+        }
+
+        private String parseString() {
+            char quote = peek();
+            if (quote != '\'' && quote != '"') {
+                throw error("expected a quoted string");
+            }
+            int end = s.indexOf(quote, pos + 1);
+            if (end < 0) {
+                throw error("unterminated string");
+            }
+            String out = s.substring(pos + 1, end);
+            if (out.indexOf('\\') >= 0) {
+                throw error("escapes in header strings are not supported");
+            }
+            pos = end + 1;
+            return out;
+        }
+
+        private void skipSpace() {
+            while (pos < s.length() && Character.isWhitespace(s.charAt(pos))) {
+                pos++;
+            }
+        }
+
+        private char peek() {
+            if (pos >= s.length()) {
+                throw error("unexpected end of header");
+            }
+            return s.charAt(pos);
+        }
+
+        private void expect(char c) {
+            if (peek() != c) {
+                throw error("expected '" + c + "'");
+            }
+            pos++;
+        }
+
+        private BadInputException error(String what) {
+            String shown = s.length() > 200 ? s.substring(0, 200) + "..." : s.strip();
+            return new BadInputException(file + ": malformed .npy header at character " + pos + ": " + what
+                    + "; header: " + shown);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ writing
+
+    /** Writes rows as a 2-D {@code <f4} array (values rounded to nearest float). Ragged rows are rejected. */
+    public static void writeF32(Path file, double[][] rows) {
+        int cols = checkRectangular(rows, file);
+        writeArray(file, "<f4", new int[]{rows.length, cols}, out -> {
+            for (double[] row : rows) {
+                for (double v : row) {
+                    out.ensure(4).putFloat((float) v);
+                }
+            }
+        });
+    }
+
+    /** Writes {@code data} (C order) as a {@code <f4} array of the given shape; an empty shape is a 0-d array. */
+    public static void writeF32(Path file, int[] shape, float[] data) {
+        checkShape(shape, data.length, file);
+        writeArray(file, "<f4", shape, out -> {
+            for (float v : data) {
+                out.ensure(4).putFloat(v);
+            }
+        });
+    }
+
+    /** Writes rows as a 2-D {@code <f8} array. Ragged rows are rejected. */
+    public static void writeF64(Path file, double[][] rows) {
+        int cols = checkRectangular(rows, file);
+        writeArray(file, "<f8", new int[]{rows.length, cols}, out -> {
+            for (double[] row : rows) {
+                for (double v : row) {
+                    out.ensure(8).putDouble(v);
+                }
+            }
+        });
+    }
+
+    /** Writes rows as a 2-D {@code <i4} array. Ragged rows are rejected. */
+    public static void writeI32(Path file, int[][] rows) {
+        int cols = checkRectangular(rows, file);
+        writeArray(file, "<i4", new int[]{rows.length, cols}, out -> {
+            for (int[] row : rows) {
+                for (int v : row) {
+                    out.ensure(4).putInt(v);
+                }
+            }
+        });
+    }
+
+    /** Writes {@code data} (C order) as a {@code <i4} array of the given shape; an empty shape is a 0-d array. */
+    public static void writeI32(Path file, int[] shape, int[] data) {
+        checkShape(shape, data.length, file);
+        writeArray(file, "<i4", shape, out -> {
+            for (int v : data) {
+                out.ensure(4).putInt(v);
+            }
+        });
+    }
+
+    /**
+     * The header bytes {@code np.save} writes for this dtype and shape: version 1.0 unless the dict does not fit a
+     * uint16 length (then 2.0, as numpy does), dict keys sorted, numpy's growth padding, total a multiple of 64.
+     */
+    static byte[] header(String dtype, int[] shape) {
+        StringBuilder dict = new StringBuilder("{'descr': '").append(dtype)
+                .append("', 'fortran_order': False, 'shape': ").append(shapeString(shape)).append(", }");
+        if (shape.length > 0) {
+            dict.append(" ".repeat(Math.max(0, GROWTH_AXIS_MAX_DIGITS - Integer.toString(shape[0]).length())));
+        }
+        int version = 1;
+        int prefix = 10;
+        int total = roundUp(prefix + dict.length() + 1, ALIGN);
+        if (total - prefix > 0xffff) {
+            version = 2;
+            prefix = 12;
+            total = roundUp(prefix + dict.length() + 1, ALIGN);
+        }
+        int headerLen = total - prefix;
+        dict.append(" ".repeat(headerLen - dict.length() - 1)).append('\n');
+        ByteBuffer b = ByteBuffer.allocate(total).order(ByteOrder.LITTLE_ENDIAN);
+        b.put(MAGIC).put((byte) version).put((byte) 0);
+        if (version == 1) {
+            b.putShort((short) headerLen);
+        } else {
+            b.putInt(headerLen);
+        }
+        b.put(dict.toString().getBytes(StandardCharsets.ISO_8859_1));
+        return b.array();
+    }
+
+    private interface Body {
+        void write(ChunkedOut out) throws IOException;
+    }
+
+    private static void writeArray(Path file, String dtype, int[] shape, Body body) {
+        byte[] header = header(dtype, shape);
+        writeAtomically(file, ch -> {
+            writeFully(ch, ByteBuffer.wrap(header));
+            ChunkedOut out = new ChunkedOut(ch);
+            body.write(out);
+            out.flush();
+        });
+    }
+
+    /** A little-endian buffer in front of a channel; {@code ensure(n)} flushes when fewer than n bytes are free. */
+    private static final class ChunkedOut {
+        private final FileChannel ch;
+        private final ByteBuffer buf = ByteBuffer.allocate(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
+
+        ChunkedOut(FileChannel ch) {
+            this.ch = ch;
+        }
+
+        ByteBuffer ensure(int n) throws IOException {
+            if (buf.remaining() < n) {
+                flush();
+            }
+            return buf;
+        }
+
+        void flush() throws IOException {
+            buf.flip();
+            writeFully(ch, buf);
+            buf.clear();
+        }
+    }
+
+    // ------------------------------------------------------------------------------ file helpers (shared in io)
+
+    /** Writes the contents of a file through a channel. */
+    interface ChannelWriter {
+        void write(FileChannel ch) throws IOException;
+    }
+
+    /**
+     * Writes to a temporary file next to {@code target} and renames it into place, so that a crash or a reader
+     * racing the writer never sees a half-written file under the final name. Same directory, because a rename
+     * across file systems is a copy.
+     */
+    static void writeAtomically(Path target, ChannelWriter writer) {
+        Path abs = target.toAbsolutePath();
+        Path dir = abs.getParent();
+        // Not Files.createTempFile: that makes the file owner-only (0600), and the rename would keep it so.
+        Path tmp = dir.resolve("." + abs.getFileName() + "." + ProcessHandle.current().pid() + "."
+                + Long.toHexString(System.nanoTime()) + ".tmp");
+        try {
+            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.CREATE_NEW)) {
+                writer.write(ch);
+                ch.force(false);
+            }
+            try {
+                Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, abs, StandardCopyOption.REPLACE_EXISTING);
+            }
+            tmp = null; // moved: nothing to clean up
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + target + ": " + e, e);
+        } finally {
+            if (tmp != null) {
+                try {
+                    Files.deleteIfExists(tmp);
+                } catch (IOException ignored) {
+                    // best effort: the temporary name starts with '.', so a leftover is at least hidden
+                }
+            }
+        }
+    }
+
+    static void writeFully(FileChannel ch, ByteBuffer buf) throws IOException {
+        while (buf.hasRemaining()) {
+            ch.write(buf);
+        }
+    }
+
+    /** Fills {@code buf} from {@code pos}; hitting end of file is a BadInputException (the file is truncated). */
+    static void readFully(FileChannel ch, ByteBuffer buf, long pos, Path file) throws IOException {
+        long p = pos;
+        while (buf.hasRemaining()) {
+            int n = ch.read(buf, p);
+            if (n < 0) {
+                throw new BadInputException(file + ": truncated: unexpected end of file at byte " + p);
+            }
+            p += n;
+        }
+    }
+
+    /** Opens for reading; a missing file is bad input (the user named it), not an I/O failure. */
+    static FileChannel openForRead(Path file) throws IOException {
+        try {
+            return FileChannel.open(file, StandardOpenOption.READ);
+        } catch (NoSuchFileException e) {
+            throw new BadInputException("no such file: " + file);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ helpers
+
+    /** Python tuple syntax, as numpy writes it: {@code ()}, {@code (5,)}, {@code (3, 4)}. */
+    static String shapeString(int[] shape) {
+        if (shape.length == 1) {
+            return "(" + shape[0] + ",)";
+        }
+        StringBuilder sb = new StringBuilder("(");
+        for (int i = 0; i < shape.length; i++) {
+            sb.append(i == 0 ? "" : ", ").append(shape[i]);
+        }
+        return sb.append(')').toString();
+    }
+
+    /**
+     * Returns the common row length (0 for no rows); null or ragged rows are an IllegalArgumentException.
+     * {@code rows} is a {@code double[][]} or {@code int[][]}.
+     */
+    static int checkRectangular(Object[] rows, Object where) {
+        if (rows == null) {
+            throw new IllegalArgumentException("rows is null (writing " + where + ")");
+        }
+        int cols = -1;
+        for (int r = 0; r < rows.length; r++) {
+            if (rows[r] == null) {
+                throw new IllegalArgumentException("row " + r + " is null (writing " + where + ")");
+            }
+            int len = java.lang.reflect.Array.getLength(rows[r]);
+            if (cols < 0) {
+                cols = len;
+            } else if (len != cols) {
+                throw new IllegalArgumentException("ragged rows writing " + where + ": row 0 has " + cols
+                        + " columns, row " + r + " has " + len);
+            }
+        }
+        return Math.max(cols, 0);
+    }
+
+    private static void checkShape(int[] shape, int length, Path file) {
+        long count = 1;
+        for (int d : shape) {
+            if (d < 0) {
+                throw new IllegalArgumentException("negative dimension in shape " + Arrays.toString(shape)
+                        + " (writing " + file + ")");
+            }
+            count *= d;
+            if (count > Integer.MAX_VALUE) {
+                count = Long.MAX_VALUE;
+                break;
+            }
+        }
+        if (count != length) {
+            throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " needs " + count
+                    + " elements but data has " + length + " (writing " + file + ")");
+        }
+    }
+
+    private static int roundUp(int n, int multiple) {
+        return (n + multiple - 1) / multiple * multiple;
+    }
+
+    private static String printableBytes(ByteBuffer b, int n) {
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < n; i++) {
+            int c = b.get(i) & 0xff;
+            sb.append(c >= 0x20 && c < 0x7f ? String.valueOf((char) c) : String.format("\\x%02x", c));
+        }
+        return sb.toString();
+    }
+}
