@@ -7,7 +7,9 @@ package org.babaiquant.core;
  * <p>Grids are fixed before the GPTQ pass ("static groups"): the lattice {@code X·diag(s)} must be known up front
  * for GPTQ to be Babai's algorithm on it. Construction follows the reference quantizer (IST-DASLab {@code quant.py}
  * {@code find_params}): min-max over the group with 0 always inside the range, symmetric or asymmetric, and an
- * optional MSE shrink search (grid 100, max shrink 0.8, norm 2.4).
+ * optional MSE shrink search (grid 100, max shrink 0.8, norm 2.4). One deliberate difference: a symmetric grid of an
+ * all-positive group spans [−max, max] (the reference uses [0, max] with the mid zero point, which cannot represent
+ * the group's maximum).
  */
 public final class QuantGrid {
     public final int bits;
@@ -96,10 +98,10 @@ public final class QuantGrid {
             xmax = Math.max(xmax, x[j]);
         }
         if (sym) {
+            // Symmetric means [−xmax, xmax] always. (The reference keeps xmin = 0 for an all-positive group, whose
+            // codes then cannot reach its maximum; real weight rows always have both signs, so results agree there.)
             xmax = Math.max(-xmin, xmax);
-            if (xmin < 0) {
-                xmin = -xmax;
-            }
+            xmin = -xmax;
         }
         if (xmin == 0 && xmax == 0) {
             xmin = -1;
