@@ -53,7 +53,7 @@ public final class BenchCommand implements Callable<Integer> {
         System.out.println("machine: " + machine);
         md.add("machine: " + machine);
         md.add("");
-        if (!blas.getClass().getSimpleName().contains("Native")) {
+        if (blas instanceof dev.ludovic.netlib.blas.JavaBLAS) {
             System.out.println("WARNING: netlib found no native BLAS; the peer column is netlib's pure-Java fallback."
                     + " bin/babai-quant loads OpenBLAS from spark-jobs/target/native (see README).");
         }
