@@ -9,7 +9,8 @@ import java.io.UncheckedIOException;
 /** {@code bin/babai-quant}: the command line. Every subcommand has {@code --help}. */
 @Command(name = "babai-quant", mixinStandardHelpOptions = true, version = "babai-quant 0.1.0-SNAPSHOT",
         description = "Lattice quantization of LLM weights: GPTQ as Babai's nearest-plane algorithm (arXiv 2507.18553).",
-        subcommands = {QuantizeLayerCommand.class, DemoCommand.class, BenchCommand.class,
+        subcommands = {QuantizeLayerCommand.class, ImportActivationsCommand.class, HessianCommand.class,
+                HessianExportCommand.class, DemoCommand.class, BenchCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
@@ -28,9 +29,11 @@ public final class Main implements Runnable {
     public static int run(String... args) {
         CommandLine cmd = new CommandLine(new Main());
         cmd.setExecutionExceptionHandler((ex, cl, parsed) -> {
-            if (ex instanceof BadInputException || ex instanceof IllegalArgumentException
-                    || ex instanceof UncheckedIOException) {
-                cl.getErr().println("babai-quant " + cl.getCommandName() + ": error: " + ex.getMessage());
+            // Spark wraps failures of tasks: the user's mistake is somewhere down the cause chain
+            BadInputException bad = org.babaiquant.spark.SparkSupport.badInput(ex);
+            if (bad != null || ex instanceof IllegalArgumentException || ex instanceof UncheckedIOException) {
+                cl.getErr().println("babai-quant " + cl.getCommandName() + ": error: "
+                        + (bad != null ? bad.getMessage() : ex.getMessage()));
                 return 2;
             }
             throw ex;

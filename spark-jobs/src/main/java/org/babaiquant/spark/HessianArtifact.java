@@ -1,0 +1,215 @@
+package org.babaiquant.spark;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.parquet.column.page.PageReadStore;
+import org.apache.parquet.example.data.Group;
+import org.apache.parquet.example.data.simple.convert.GroupRecordConverter;
+import org.apache.parquet.hadoop.ParquetFileReader;
+import org.apache.parquet.hadoop.util.HadoopInputFile;
+import org.apache.parquet.io.ColumnIOFactory;
+import org.apache.parquet.io.RecordReader;
+import org.apache.parquet.schema.MessageType;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
+import org.babaiquant.BadInputException;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * The Hessian artifact: the one place that knows its layout.
+ *
+ * <pre>
+ * OUT/site=SITE/                       one committed directory per input site (renamed into place when complete)
+ *   part-00000-….parquet               one file; one row per block of the upper triangle, sorted by (block_row, block_col)
+ *   _SUCCESS                           Spark's marker
+ *   _hessian.json                      {format_version, site, dim, tokens, normalisation, block_size, slices, fingerprint}
+ *
+ * row:  site string, dim int32, tokens int64, normalisation string ("sum": H = Σ_t x_t x_tᵀ, never a mean),
+ *       block_row int32, block_col int32 (block_row ≤ block_col), rows int32, cols int32,
+ *       data binary (rows × cols float64, little-endian, row-major: H[block_row·B + i][block_col·B + j]),
+ *       fingerprint string (SHA-256 of inputs + config), format_version int32
+ * </pre>
+ * Diagonal blocks are stored whole (symmetric). The fingerprint hashes the config (format version, slice size, block
+ * size, normalisation) and, per input file in canonical order, its name, row count, d, dtype and the bytes of its
+ * Parquet footer (which records every column chunk's size, offsets and statistics): a content fingerprint that does
+ * not read the data.
+ */
+public final class HessianArtifact {
+    public static final int VERSION = 1;
+    public static final String NORMALISATION = "sum";
+    public static final String SIDECAR = "_hessian.json";
+
+    public static final StructType SCHEMA = new StructType()
+            .add("site", DataTypes.StringType, false)
+            .add("dim", DataTypes.IntegerType, false)
+            .add("tokens", DataTypes.LongType, false)
+            .add("normalisation", DataTypes.StringType, false)
+            .add("block_row", DataTypes.IntegerType, false)
+            .add("block_col", DataTypes.IntegerType, false)
+            .add("rows", DataTypes.IntegerType, false)
+            .add("cols", DataTypes.IntegerType, false)
+            .add("data", DataTypes.BinaryType, false)
+            .add("fingerprint", DataTypes.StringType, false)
+            .add("format_version", DataTypes.IntegerType, false);
+
+    private HessianArtifact() {}
+
+    /** What the sidecar says. */
+    public record Meta(int version, String site, int dim, long tokens, String normalisation, int blockSize, int slices,
+                       String fingerprint) {
+        String toJson() {
+            return String.format(java.util.Locale.ROOT,
+                    "{\"format_version\": %d, \"site\": \"%s\", \"dim\": %d, \"tokens\": %d, \"normalisation\": \"%s\", "
+                            + "\"block_size\": %d, \"slices\": %d, \"fingerprint\": \"%s\"}%n",
+                    version, site, dim, tokens, normalisation, blockSize, slices, fingerprint);
+        }
+
+        static Meta parse(String json, String where) {
+            try {
+                return new Meta(intField(json, "format_version"), strField(json, "site"), intField(json, "dim"),
+                        Long.parseLong(raw(json, "tokens")), strField(json, "normalisation"), intField(json, "block_size"),
+                        intField(json, "slices"), strField(json, "fingerprint"));
+            } catch (RuntimeException e) {
+                throw new BadInputException("corrupt Hessian sidecar " + where + ": " + e.getMessage(), e);
+            }
+        }
+
+        private static String raw(String json, String key) {
+            Matcher m = Pattern.compile("\"" + key + "\":\\s*(\"[^\"]*\"|-?[0-9]+)").matcher(json);
+            if (!m.find()) {
+                throw new IllegalArgumentException("missing " + key);
+            }
+            return m.group(1);
+        }
+
+        private static int intField(String json, String key) {
+            return Integer.parseInt(raw(json, key));
+        }
+
+        private static String strField(String json, String key) {
+            String r = raw(json, key);
+            return r.substring(1, r.length() - 1);
+        }
+    }
+
+    public static Path siteDir(String uri, String site) {
+        return new Path(new Path(uri), "site=" + site);
+    }
+
+    /** The committed artifact's metadata, or null when the site has no complete artifact. */
+    public static Meta committed(Configuration conf, String uri, String site) {
+        Path dir = siteDir(uri, site);
+        try {
+            FileSystem fs = dir.getFileSystem(conf);
+            Path sidecar = new Path(dir, SIDECAR);
+            if (!fs.exists(new Path(dir, "_SUCCESS")) || !fs.exists(sidecar)) {
+                return null;
+            }
+            try (FSDataInputStream in = fs.open(sidecar)) {
+                return Meta.parse(new String(in.readAllBytes(), StandardCharsets.UTF_8), sidecar.toString());
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** SHA-256 over the config and the inputs' identities (see the class comment). */
+    public static String fingerprint(Configuration conf, String site, List<ActivationLayout.SiteFile> files, int sliceTiles,
+                                     int blockSize) {
+        try {
+            MessageDigest md = MessageDigest.getInstance("SHA-256");
+            md.update(("babai-hessian v" + VERSION + "|" + site + "|slice " + sliceTiles + "|block " + blockSize + "|"
+                    + NORMALISATION + "\n").getBytes(StandardCharsets.UTF_8));
+            for (ActivationLayout.SiteFile f : files) {
+                Path p = new Path(f.path());
+                md.update((p.getName() + "|" + f.rows() + "|" + f.dim() + "|" + f.dtype() + "|").getBytes(StandardCharsets.UTF_8));
+                md.update(footerBytes(conf, p));
+            }
+            return HexFormat.of().formatHex(md.digest());
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static byte[] footerBytes(Configuration conf, Path p) {
+        try {
+            FileSystem fs = p.getFileSystem(conf);
+            long len = fs.getFileStatus(p).getLen();
+            try (FSDataInputStream in = fs.open(p)) {
+                byte[] tail = new byte[8];
+                in.readFully(len - 8, tail);
+                int footerLen = ByteBuffer.wrap(tail).order(ByteOrder.LITTLE_ENDIAN).getInt();
+                byte[] footer = new byte[footerLen];
+                in.readFully(len - 8 - footerLen, footer);
+                return footer;
+            }
+        } catch (IOException | RuntimeException e) {
+            throw new BadInputException("cannot read the Parquet footer of " + p + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** A Hessian read back: H = Σ XᵀX (full symmetric) and its token count. */
+    public record Loaded(Meta meta, double[][] h) {}
+
+    /** Reads and assembles one site's Hessian on the caller (driver / one executor). */
+    public static Loaded read(Configuration conf, String uri, String site) {
+        Meta meta = committed(conf, uri, site);
+        if (meta == null) {
+            throw new BadInputException("no committed Hessian for site '" + site + "' under " + uri);
+        }
+        if (meta.version() != VERSION) {
+            throw new BadInputException("Hessian format version " + meta.version() + " at " + siteDir(uri, site)
+                    + " is not supported (this build reads " + VERSION + "): recompute it with this version");
+        }
+        int d = meta.dim();
+        double[][] h = new double[d][d];
+        Path dir = siteDir(uri, site);
+        try {
+            FileSystem fs = dir.getFileSystem(conf);
+            for (FileStatus st : fs.listStatus(dir, p -> p.getName().endsWith(".parquet"))) {
+                try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromStatus(st, conf))) {
+                    MessageType schema = r.getFooter().getFileMetaData().getSchema();
+                    PageReadStore pages;
+                    while ((pages = r.readNextRowGroup()) != null) {
+                        RecordReader<Group> rr = new ColumnIOFactory().getColumnIO(schema)
+                                .getRecordReader(pages, new GroupRecordConverter(schema));
+                        for (long i = 0; i < pages.getRowCount(); i++) {
+                            Group g = rr.read();
+                            int bi = g.getInteger("block_row", 0);
+                            int bj = g.getInteger("block_col", 0);
+                            int rows = g.getInteger("rows", 0);
+                            int cols = g.getInteger("cols", 0);
+                            ByteBuffer data = ByteBuffer.wrap(g.getBinary("data", 0).getBytes()).order(ByteOrder.LITTLE_ENDIAN);
+                            int r0 = bi * meta.blockSize();
+                            int c0 = bj * meta.blockSize();
+                            for (int a = 0; a < rows; a++) {
+                                for (int b = 0; b < cols; b++) {
+                                    double v = data.getDouble(8 * (a * cols + b));
+                                    h[r0 + a][c0 + b] = v;
+                                    h[c0 + b][r0 + a] = v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + dir + ": " + e.getMessage(), e);
+        }
+        return new Loaded(meta, h);
+    }
+}

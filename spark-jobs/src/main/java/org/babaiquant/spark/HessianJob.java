@@ -1,0 +1,364 @@
+package org.babaiquant.spark;
+
+import dev.ludovic.netlib.blas.BLAS;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaPairRDD;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SaveMode;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.storage.StorageLevel;
+import org.babaiquant.BadInputException;
+import scala.Tuple2;
+
+import java.io.IOException;
+import java.io.Serializable;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Locale;
+import java.util.UUID;
+import java.util.function.Consumer;
+
+/**
+ * The distributed Hessian stage: activation tiles → partial XᵀX on executors → reduced per (site, block) → one
+ * committed Parquet artifact per site.
+ *
+ * <p>Determinism: each site's tiles are cut into fixed slices of {@code sliceTiles} consecutive tiles (by seq, not
+ * by Spark partition). A slice's partial is accumulated in tile order with float64 rank-k updates (netlib dsyrk,
+ * OpenBLAS when present), then split into blocks keyed by (site, block_row, block_col); a block's partials are summed
+ * in slice order. The result depends only on the inputs and (slice, block) sizes, not on {@code --partitions}, the
+ * number of executors or cores, or the order in which tasks finish.
+ */
+public final class HessianJob {
+    /** Tokens per rank-k update. */
+    static final int UPDATE_TOKENS = 256;
+
+    public record Config(String activations, String out, List<String> sites, int partitions, int sliceTiles, int blockSize,
+                         boolean force) implements Serializable {
+        public Config {
+            if (partitions < 1 || sliceTiles < 1 || blockSize < 1) {
+                throw new IllegalArgumentException("partitions, slice tiles and block size must be ≥ 1");
+            }
+        }
+    }
+
+    /** What the planner decided for one site. */
+    public record SitePlan(String site, int dim, long tiles, long tokens, int slices, List<ActivationLayout.SiteFile> files,
+                           String fingerprint, boolean skip, long taskBytes, long reducerBytes, long writerBytes) implements Serializable {}
+
+    /** A row range of one file. */
+    record Range(String file, long from, long to) implements Serializable {}
+
+    /** Work unit: one slice of one site. */
+    record Slice(String site, int dim, int index, long firstSeq, List<Range> ranges) implements Serializable {}
+
+    /** A block's partial from one slice. */
+    record Partial(int slice, long tokens, double[] block) implements Serializable {}
+
+    private HessianJob() {}
+
+    /** Reads the inputs' footers, fingerprints and sizes every site; checks memory. Runs no Spark job. */
+    public static List<SitePlan> plan(SparkSession spark, Config cfg) {
+        Configuration conf = spark.sparkContext().hadoopConfiguration();
+        List<String> all = ActivationLayout.sites(conf, cfg.activations());
+        List<String> sites = cfg.sites() == null || cfg.sites().isEmpty() ? all : cfg.sites();
+        for (String s : sites) {
+            if (!all.contains(s)) {
+                throw new BadInputException("site '" + s + "' not found under " + cfg.activations() + " (sites: " + all + ")");
+            }
+        }
+        List<SitePlan> plans = new ArrayList<>();
+        for (String site : sites) {
+            List<ActivationLayout.SiteFile> files = ActivationLayout.files(conf, cfg.activations(), site);
+            long tiles = files.stream().mapToLong(ActivationLayout.SiteFile::rows).sum();
+            int dim = files.isEmpty() ? 0 : files.get(0).dim();
+            for (ActivationLayout.SiteFile f : files) {
+                if (f.dim() != dim) {
+                    throw new BadInputException(f.path() + " has d=" + f.dim() + " but other files of site " + site + " have d=" + dim);
+                }
+            }
+            String fp = HessianArtifact.fingerprint(conf, site, files, cfg.sliceTiles(), cfg.blockSize());
+            HessianArtifact.Meta done = HessianArtifact.committed(conf, cfg.out(), site);
+            boolean skip = !cfg.force() && done != null && fp.equals(done.fingerprint());
+            int slices = (int) ((tiles + cfg.sliceTiles() - 1) / cfg.sliceTiles());
+            long d2 = 8L * dim * dim;
+            long task = d2 + d2 / 2 + 8L * UPDATE_TOKENS * dim;          // accumulator + its blocks + update buffer
+            long reducer = 2L * Math.max(1, slices) * 8L * cfg.blockSize() * cfg.blockSize(); // one block's partials
+            long writer = 2 * d2 / 2;                                     // one site's rows in the writing task
+            plans.add(new SitePlan(site, dim, tiles, -1, slices, files, fp, skip, task, reducer, writer));
+        }
+        return plans;
+    }
+
+    /** Refuses, with the numbers, when a task would not fit the executor memory. */
+    public static void checkMemory(SparkSession spark, List<SitePlan> plans) {
+        long usable = SparkSupport.usableTaskMemory(spark);
+        int concurrent = SparkSupport.tasksPerExecutor(spark);
+        for (SitePlan p : plans) {
+            long need = Math.max(p.taskBytes() * concurrent, Math.max(p.reducerBytes(), p.writerBytes()));
+            if (!p.skip() && need > usable) {
+                throw new BadInputException(String.format(Locale.ROOT,
+                        "site %s (d=%d) needs %.1f MiB per task × %d concurrent tasks = %.1f MiB, more than the %.1f MiB "
+                                + "Spark can give tasks on an executor: raise spark.executor.memory (driver memory in local "
+                                + "mode, e.g. BABAI_JAVA_OPTS=-Xmx16g) or lower spark.executor.cores",
+                        p.site(), p.dim(), p.taskBytes() / 1048576.0, concurrent, need / 1048576.0, usable / 1048576.0));
+            }
+        }
+    }
+
+    public static String planTable(List<SitePlan> plans) {
+        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %6s %8s %7s %10s %11s %10s  %-8s %s%n",
+                "site", "d", "tiles", "slices", "task_MiB", "reducer_MiB", "writer_MiB", "action", "fingerprint"));
+        for (SitePlan p : plans) {
+            sb.append(String.format(Locale.ROOT, "%-16s %6d %8d %7d %10.1f %11.1f %10.1f  %-8s %s%n", p.site(), p.dim(),
+                    p.tiles(), p.slices(), p.taskBytes() / 1048576.0, p.reducerBytes() / 1048576.0,
+                    p.writerBytes() / 1048576.0, p.skip() ? "skip" : p.tiles() == 0 ? "empty" : "compute",
+                    p.fingerprint().substring(0, 16)));
+        }
+        return sb.toString();
+    }
+
+    /** Per-site outcome. */
+    public record Result(String site, int dim, long tokens, double seconds, boolean skipped, String fingerprint) {}
+
+    /**
+     * Runs the stage; {@code progress} receives one line per finished site. Bad input found by a task surfaces as a
+     * {@link BadInputException} naming the file and row group (not as Spark's wrapper).
+     */
+    public static List<Result> run(SparkSession spark, Config cfg, Consumer<String> progress) {
+        try {
+            return runUnwrapped(spark, cfg, progress);
+        } catch (Exception e) {
+            BadInputException bad = SparkSupport.badInput(e);
+            if (bad != null) {
+                throw bad == e ? bad : new BadInputException(bad.getMessage(), e);
+            }
+            throw e instanceof RuntimeException r ? r : new IllegalStateException("hessian job failed: " + e.getMessage(), e);
+        }
+    }
+
+    private static List<Result> runUnwrapped(SparkSession spark, Config cfg, Consumer<String> progress) {
+        List<SitePlan> plans = plan(spark, cfg);
+        checkMemory(spark, plans);
+        List<Result> results = new ArrayList<>();
+        List<Slice> slices = new ArrayList<>();
+        int empty = 0;
+        for (SitePlan p : plans) {
+            if (p.skip()) {
+                HessianArtifact.Meta m = HessianArtifact.committed(spark.sparkContext().hadoopConfiguration(), cfg.out(), p.site());
+                results.add(new Result(p.site(), p.dim(), m.tokens(), 0, true, p.fingerprint()));
+                progress.accept(String.format(Locale.ROOT, "site %s: up to date (fingerprint %s), skipped", p.site(),
+                        p.fingerprint().substring(0, 16)));
+            } else if (p.tiles() == 0) {
+                empty++;
+                progress.accept("WARNING: site " + p.site() + " has no tiles; no Hessian written");
+            } else {
+                slices.addAll(slicesOf(p, cfg.sliceTiles()));
+            }
+        }
+        if (empty > 0) {
+            progress.accept("WARNING: " + empty + " empty site(s) skipped");
+        }
+        if (slices.isEmpty()) {
+            return results;
+        }
+        JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+        SparkSupport.HadoopConf hconf = SparkSupport.hadoopConf(spark);
+        int blockSize = cfg.blockSize();
+        long t0 = System.nanoTime();
+        jsc.setJobDescription("hessian: XᵀX of " + slices.size() + " slice(s) over sites "
+                + plans.stream().filter(p -> !p.skip() && p.tiles() > 0).map(SitePlan::site).toList());
+        JavaRDD<Slice> work = jsc.parallelize(slices, Math.min(cfg.partitions(), slices.size()));
+        JavaPairRDD<String, Partial> partials = work.flatMapToPair(s -> accumulate(s, hconf.get(), blockSize).iterator());
+        JavaRDD<Row> blocks = partials.groupByKey(Math.max(1, cfg.partitions()))
+                .map(kv -> {
+                    testDelay();
+                    return reduce(kv._1(), kv._2(), blockSize, plans);
+                });
+        blocks.persist(StorageLevel.MEMORY_AND_DISK());
+        try {
+            Dataset<Row> df = spark.createDataFrame(blocks, HessianArtifact.SCHEMA);
+            for (SitePlan p : plans) {
+                if (p.skip() || p.tiles() == 0) {
+                    continue;
+                }
+                jsc.setJobDescription("hessian: write site " + p.site());
+                long tokens = commit(spark, df, cfg, p);
+                double secs = (System.nanoTime() - t0) / 1e9;
+                double gflop = 1e-9 * tokens * p.dim() * (p.dim() + 1.0);
+                results.add(new Result(p.site(), p.dim(), tokens, secs, false, p.fingerprint()));
+                progress.accept(String.format(Locale.ROOT, "site %s: d=%d, %d tokens, %.2f GFLOP, done at %.1f s",
+                        p.site(), p.dim(), tokens, gflop, secs));
+            }
+        } finally {
+            blocks.unpersist(false);
+        }
+        return results;
+    }
+
+    static List<Slice> slicesOf(SitePlan p, int sliceTiles) {
+        List<Slice> out = new ArrayList<>();
+        for (int s = 0; s < p.slices(); s++) {
+            long from = (long) s * sliceTiles;
+            long to = Math.min(p.tiles(), from + sliceTiles);
+            List<Range> ranges = new ArrayList<>();
+            long fileStart = 0;
+            for (ActivationLayout.SiteFile f : p.files()) {
+                long a = Math.max(from, fileStart);
+                long b = Math.min(to, fileStart + f.rows());
+                if (a < b) {
+                    ranges.add(new Range(f.path(), a - fileStart, b - fileStart));
+                }
+                fileStart += f.rows();
+            }
+            out.add(new Slice(p.site(), p.dim(), s, from, ranges));
+        }
+        return out;
+    }
+
+    /** Executor side: XᵀX of one slice (float64, upper, column-major), cut into keyed blocks. */
+    static List<Tuple2<String, Partial>> accumulate(Slice s, Configuration conf, int blockSize) {
+        testDelay();
+        int d = s.dim();
+        double[] acc = new double[d * d];
+        double[] buf = new double[UPDATE_TOKENS * d];
+        double[] tile = new double[ActivationLayout.MAX_TILE_ROWS * d];
+        BLAS blas = BLAS.getInstance();
+        int[] filled = {0};
+        long[] tokens = {0};
+        long[] expect = {s.firstSeq()};
+        for (Range r : s.ranges()) {
+            ActivationLayout.read(conf, r.file(), r.from(), r.to(), (t, where) -> {
+                if (t.dim() != d) {
+                    throw new BadInputException(where + ": tile " + t.seq() + " has d=" + t.dim() + " but site " + s.site() + " has d=" + d);
+                }
+                if (t.seq() != expect[0]) {
+                    throw new BadInputException(where + ": tile seq " + t.seq() + " where " + expect[0]
+                            + " was expected (tiles missing, duplicated or out of order)");
+                }
+                expect[0]++;
+                t.decode(tile, where);
+                if (filled[0] + t.rows() > UPDATE_TOKENS) {
+                    blas.dsyrk("U", "N", d, filled[0], 1.0, buf, d, 1.0, acc, d);
+                    filled[0] = 0;
+                }
+                System.arraycopy(tile, 0, buf, filled[0] * d, t.rows() * d);
+                filled[0] += t.rows();
+                tokens[0] += t.rows();
+            });
+        }
+        if (filled[0] > 0) {
+            blas.dsyrk("U", "N", d, filled[0], 1.0, buf, d, 1.0, acc, d);
+        }
+        List<Tuple2<String, Partial>> out = new ArrayList<>();
+        int nb = (d + blockSize - 1) / blockSize;
+        for (int bi = 0; bi < nb; bi++) {
+            for (int bj = bi; bj < nb; bj++) {
+                int r0 = bi * blockSize;
+                int c0 = bj * blockSize;
+                int rows = Math.min(blockSize, d - r0);
+                int cols = Math.min(blockSize, d - c0);
+                double[] block = new double[rows * cols];
+                for (int a = 0; a < rows; a++) {
+                    for (int b = 0; b < cols; b++) {
+                        int i = r0 + a;
+                        int j = c0 + b;
+                        // upper triangle of column-major acc: H[i][j] at i + j·d for i ≤ j
+                        block[a * cols + b] = i <= j ? acc[i + j * d] : acc[j + i * d];
+                    }
+                }
+                out.add(new Tuple2<>(s.site() + "\u0000" + bi + "\u0000" + bj, new Partial(s.index(), tokens[0], block)));
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Test hook: with {@code -Dbabai.test.maxTaskDelayMs=N} each task first sleeps a random 0..N ms, so that tests can
+     * shuffle the order in which tasks finish. Unset in production.
+     */
+    private static void testDelay() {
+        int max = Integer.getInteger("babai.test.maxTaskDelayMs", 0);
+        if (max > 0) {
+            try {
+                Thread.sleep(java.util.concurrent.ThreadLocalRandom.current().nextInt(max));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    /** Sums one block's partials in slice order (the fixed reduction order). */
+    static Row reduce(String key, Iterable<Partial> partials, int blockSize, List<SitePlan> plans) {
+        String[] k = key.split("\u0000");
+        List<Partial> sorted = new ArrayList<>();
+        partials.forEach(sorted::add);
+        sorted.sort(Comparator.comparingInt(Partial::slice));
+        double[] sum = new double[sorted.get(0).block().length];
+        long tokens = 0;
+        for (Partial p : sorted) {
+            double[] b = p.block();
+            for (int i = 0; i < sum.length; i++) {
+                sum[i] += b[i];
+            }
+            tokens += p.tokens();
+        }
+        SitePlan plan = plans.stream().filter(p -> p.site().equals(k[0])).findFirst().orElseThrow();
+        int bi = Integer.parseInt(k[1]);
+        int bj = Integer.parseInt(k[2]);
+        int rows = Math.min(blockSize, plan.dim() - bi * blockSize);
+        int cols = Math.min(blockSize, plan.dim() - bj * blockSize);
+        ByteBuffer bytes = ByteBuffer.allocate(8 * sum.length).order(ByteOrder.LITTLE_ENDIAN);
+        for (double v : sum) {
+            bytes.putDouble(v);
+        }
+        return RowFactory.create(k[0], plan.dim(), tokens, HessianArtifact.NORMALISATION, bi, bj, rows, cols, bytes.array(),
+                plan.fingerprint(), HessianArtifact.VERSION);
+    }
+
+    /** Writes one site to a temporary directory, then renames it into place: a site directory is complete or absent. */
+    private static long commit(SparkSession spark, Dataset<Row> df, Config cfg, SitePlan p) {
+        Configuration conf = spark.sparkContext().hadoopConfiguration();
+        Path out = new Path(cfg.out());
+        Path tmp = new Path(out, "_tmp-" + p.site() + "-" + UUID.randomUUID());
+        try {
+            FileSystem fs = out.getFileSystem(conf);
+            Dataset<Row> site = df.filter(df.col("site").equalTo(p.site())).sort("block_row", "block_col").coalesce(1);
+            site.write().mode(SaveMode.ErrorIfExists).option("compression", "snappy").parquet(tmp.toString());
+            long tokens = df.filter(df.col("site").equalTo(p.site()).and(df.col("block_row").equalTo(0))
+                    .and(df.col("block_col").equalTo(0))).select("tokens").first().getLong(0);
+            HessianArtifact.Meta meta = new HessianArtifact.Meta(HessianArtifact.VERSION, p.site(), p.dim(), tokens,
+                    HessianArtifact.NORMALISATION, cfg.blockSize(), p.slices(), p.fingerprint());
+            try (FSDataOutputStream o = fs.create(new Path(tmp, HessianArtifact.SIDECAR), false)) {
+                o.write(meta.toJson().getBytes(StandardCharsets.UTF_8));
+            }
+            Path dst = HessianArtifact.siteDir(cfg.out(), p.site());
+            if (fs.exists(dst)) {
+                fs.delete(dst, true);
+            }
+            if (!fs.rename(tmp, dst)) {
+                throw new IOException("rename " + tmp + " → " + dst + " failed");
+            }
+            return tokens;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the Hessian of site " + p.site() + " to " + cfg.out() + ": " + e.getMessage(), e);
+        } finally {
+            try {
+                tmp.getFileSystem(conf).delete(tmp, true);
+            } catch (IOException ignored) {
+                // best effort: a leftover _tmp-* directory is never read as an artifact
+            }
+        }
+    }
+}
