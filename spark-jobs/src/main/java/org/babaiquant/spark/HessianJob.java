@@ -42,7 +42,7 @@ import java.util.function.Consumer;
  */
 public final class HessianJob {
     /** Tokens per rank-k update. */
-    static final int UPDATE_TOKENS = 256;
+    static final int UPDATE_TOKENS = 1024;
 
     public record Config(String activations, String out, List<String> sites, int partitions, int sliceTiles, int blockSize,
                          boolean force) implements Serializable {
