@@ -1,13 +1,14 @@
 package org.babaiquant.io;
 
+import java.io.EOFException;
 import java.io.IOException;
+import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.DoubleBuffer;
 import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
@@ -15,10 +16,12 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 
 import org.babaiquant.BadInputException;
@@ -41,11 +44,27 @@ import org.babaiquant.BadInputException;
  * us allocate gigabytes), it is parsed by a small strict JSON parser, every offset is checked against the data
  * buffer, and every byte range must be exactly {@code product(shape) * dtype size}. Reading a tensor reads only its
  * own bytes with positional reads: checkpoints are tens of gigabytes.
+ *
+ * <p>Every reader takes a {@link ByteSource} (a local file, an object behind a Hadoop file system, bytes in memory);
+ * the {@link Path} overloads open the file, do one thing and close it. To read many tensors of one file, parse the
+ * header once with {@link #header(ByteSource)} and pass it to {@link #readMatrix(ByteSource, Header, String)} or
+ * {@link #readRaw(ByteSource, Header, String)}.
+ *
+ * <p>Sharded checkpoints ({@code model.safetensors.index.json}) are parsed by {@link #readIndex(ByteSource)}.
  */
 public final class SafeTensors {
 
     /** Header size cap. The reference implementation uses 100 MB; a 70B checkpoint header is well under 1 MB. */
     static final long MAX_HEADER_BYTES = 100L << 20;
+
+    /** Shard index size cap; a 70B checkpoint's index is about 100 kB. */
+    static final long MAX_INDEX_BYTES = 100L << 20;
+
+    /**
+     * Largest tensor {@link #readRaw} returns: a Java array holds at most {@code Integer.MAX_VALUE} elements, and VMs
+     * reserve a few header words (the same margin {@code ArrayList} keeps).
+     */
+    static final int MAX_RAW_BYTES = Integer.MAX_VALUE - 8;
 
     /** JSON nesting deeper than this is rejected before recursion can overflow the stack; real headers use 3. */
     private static final int MAX_JSON_DEPTH = 64;
@@ -79,27 +98,84 @@ public final class SafeTensors {
         }
     }
 
-    /** A parsed, validated header: the tensors in header order, the metadata, where the data buffer starts. */
-    private record Header(Map<String, TensorInfo> tensors, Map<String, String> metadata, long dataStart) {
+    /**
+     * A parsed, validated header.
+     *
+     * @param source    the {@link ByteSource#name()} it was read from
+     * @param size      that source's size when the header was read; reads check it still matches
+     * @param tensors   the tensors in header order (unmodifiable)
+     * @param metadata  the {@code __metadata__} strings, empty if the file has none (unmodifiable)
+     * @param dataStart absolute offset of the data buffer ({@code 8 + N}): tensor {@code t}'s bytes are
+     *                  {@code [dataStart + t.begin(), dataStart + t.end())}
+     */
+    public record Header(String source, long size, Map<String, TensorInfo> tensors, Map<String, String> metadata,
+                         long dataStart) {
+        public Header {
+            tensors = Collections.unmodifiableMap(new LinkedHashMap<>(tensors));
+            metadata = Collections.unmodifiableMap(new LinkedHashMap<>(metadata));
+        }
+    }
+
+    /**
+     * A sharded checkpoint's {@code model.safetensors.index.json}:
+     * {@code {"metadata": {"total_size": 16060522496}, "weight_map": {"lm_head.weight": "model-00004-of-00004.safetensors", ...}}}.
+     *
+     * @param metadata  the {@code metadata} object, values as text (numbers in decimal, nested values as compact JSON);
+     *                  empty if absent (unmodifiable)
+     * @param weightMap tensor name to shard file name, in file order (unmodifiable); shard names are plain file names
+     *                  in the index's directory
+     */
+    public record ShardIndex(Map<String, String> metadata, Map<String, String> weightMap) {
+        public ShardIndex {
+            metadata = Collections.unmodifiableMap(new LinkedHashMap<>(metadata));
+            weightMap = Collections.unmodifiableMap(new LinkedHashMap<>(weightMap));
+        }
     }
 
     // ------------------------------------------------------------------------------------------------ reading
 
     /** The tensors in the file, in header order; validated against the file size. */
     public static Map<String, TensorInfo> list(Path file) {
-        try (FileChannel ch = Npy.openForRead(file)) {
-            return Collections.unmodifiableMap(readHeader(ch, file).tensors);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
-        }
+        return withFile(file, SafeTensors::list);
+    }
+
+    /** The tensors in the source, in header order; validated against the source size. */
+    public static Map<String, TensorInfo> list(ByteSource src) {
+        return header(src).tensors();
     }
 
     /** The {@code __metadata__} string map, empty if the file has none. */
     public static Map<String, String> metadata(Path file) {
-        try (FileChannel ch = Npy.openForRead(file)) {
-            return Collections.unmodifiableMap(readHeader(ch, file).metadata);
+        return withFile(file, SafeTensors::metadata);
+    }
+
+    /** The {@code __metadata__} string map, empty if the source has none. */
+    public static Map<String, String> metadata(ByteSource src) {
+        return header(src).metadata();
+    }
+
+    /** Absolute offset of the data buffer: tensor {@code t}'s bytes are at {@code dataStart + t.begin()}. */
+    public static long dataStart(Path file) {
+        return withFile(file, SafeTensors::dataStart);
+    }
+
+    /** Absolute offset of the data buffer: tensor {@code t}'s bytes are at {@code dataStart + t.begin()}. */
+    public static long dataStart(ByteSource src) {
+        return header(src).dataStart();
+    }
+
+    /**
+     * Reads and validates the header: length cap, strict JSON, every tensor's offsets within the data buffer and
+     * its byte count equal to {@code product(shape) * dtype size}.
+     *
+     * @throws BadInputException    for a malformed or truncated file, naming it
+     * @throws UncheckedIOException for a failed read
+     */
+    public static Header header(ByteSource src) {
+        try {
+            return readHeader(src);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot read " + src.name() + ": " + e.getMessage(), e);
         }
     }
 
@@ -110,15 +186,24 @@ public final class SafeTensors {
      *                           another dtype, or a malformed file
      */
     public static double[][] readMatrix(Path file, String tensorName) {
-        try (FileChannel ch = Npy.openForRead(file)) {
-            Header header = readHeader(ch, file);
-            TensorInfo t = header.tensors.get(tensorName);
-            if (t == null) {
-                throw new BadInputException(file + ": no tensor named '" + tensorName + "'; "
-                        + describeNames(header.tensors.keySet(), tensorName));
-            }
+        return withFile(file, src -> readMatrix(src, tensorName));
+    }
+
+    /** {@link #readMatrix(Path, String)} from any source. */
+    public static double[][] readMatrix(ByteSource src, String tensorName) {
+        return readMatrix(src, header(src), tensorName);
+    }
+
+    /**
+     * {@link #readMatrix(Path, String)} with a header already read from {@code src} by {@link #header}: one
+     * positional read per chunk of rows, nothing else.
+     */
+    public static double[][] readMatrix(ByteSource src, Header header, String tensorName) {
+        try {
+            TensorInfo t = lookUp(src, header, tensorName);
+            String where = src.name();
             if (t.shape.length != 2) {
-                throw new BadInputException(file + ": tensor '" + tensorName + "' has shape "
+                throw new BadInputException(where + ": tensor '" + tensorName + "' has shape "
                         + Arrays.toString(t.shape) + "; expected a 2-D matrix");
             }
             int itemSize;
@@ -134,12 +219,12 @@ public final class SafeTensors {
                     itemSize = 2;
                     break;
                 default:
-                    throw new BadInputException(file + ": tensor '" + tensorName + "' has dtype " + t.dtype
+                    throw new BadInputException(where + ": tensor '" + tensorName + "' has dtype " + t.dtype
                             + "; readMatrix supports F32, F16, BF16, F64");
             }
             if (t.shape[0] > Integer.MAX_VALUE || t.shape[1] > Integer.MAX_VALUE
                     || t.shape[0] * t.shape[1] > Integer.MAX_VALUE) {
-                throw new BadInputException(file + ": tensor '" + tensorName + "' of shape "
+                throw new BadInputException(where + ": tensor '" + tensorName + "' of shape "
                         + Arrays.toString(t.shape) + " is too large for a Java array");
             }
             int rows = (int) t.shape[0];
@@ -157,7 +242,7 @@ public final class SafeTensors {
             for (int first = 0; first < rows; first += rowsPerChunk) {
                 int count = Math.min(rowsPerChunk, rows - first);
                 buf.clear().limit((int) (count * rowBytes));
-                Npy.readFully(ch, buf, pos, file);
+                readFully(src, pos, buf);
                 buf.flip();
                 pos += count * rowBytes;
                 switch (t.dtype) {
@@ -205,18 +290,92 @@ public final class SafeTensors {
             }
             return out;
         } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + src.name() + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The tensor's bytes exactly as stored (any dtype, little-endian, C order): what a writer copies through
+     * unchanged, e.g. the embeddings and norms of a quantized checkpoint.
+     *
+     * @throws BadInputException for an unknown name, a tensor over 2 GiB (a Java array's limit), a malformed file
+     */
+    public static byte[] readRaw(Path file, String tensorName) {
+        return withFile(file, src -> readRaw(src, tensorName));
+    }
+
+    /** {@link #readRaw(Path, String)} from any source. */
+    public static byte[] readRaw(ByteSource src, String tensorName) {
+        return readRaw(src, header(src), tensorName);
+    }
+
+    /** {@link #readRaw(Path, String)} with a header already read from {@code src} by {@link #header}. */
+    public static byte[] readRaw(ByteSource src, Header header, String tensorName) {
+        try {
+            TensorInfo t = lookUp(src, header, tensorName);
+            long n = t.end - t.begin;
+            if (n > MAX_RAW_BYTES) {
+                throw new BadInputException(src.name() + ": tensor '" + tensorName + "' (" + t.dtype
+                        + Arrays.toString(t.shape) + ") is " + n + " bytes; readRaw returns one byte[], which holds"
+                        + " at most " + MAX_RAW_BYTES + " (2 GiB): read it in parts with ByteSource.readFully at"
+                        + " header.dataStart() + begin");
+            }
+            byte[] out = new byte[(int) n];
+            readFully(src, header.dataStart + t.begin, ByteBuffer.wrap(out));
+            return out;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + src.name() + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The named tensor, after checking that the header belongs to this source as it is now. */
+    private static TensorInfo lookUp(ByteSource src, Header header, String tensorName) throws IOException {
+        long size = src.size();
+        if (size != header.size) {
+            throw new BadInputException(src.name() + ": is " + size + " bytes but its header was read when "
+                    + header.source + " was " + header.size + " bytes; the file changed while being read, or the"
+                    + " header belongs to another file");
+        }
+        TensorInfo t = header.tensors.get(tensorName);
+        if (t == null) {
+            throw new BadInputException(src.name() + ": no tensor named '" + tensorName + "'; "
+                    + describeNames(header.tensors.keySet(), tensorName));
+        }
+        return t;
+    }
+
+    private interface SourceReader<T> {
+        T read(ByteSource src);
+    }
+
+    private static <T> T withFile(Path file, SourceReader<T> reader) {
+        try (ByteSource src = ByteSource.of(file)) {
+            return reader.read(src);
+        } catch (IOException e) { // from close
             throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
         }
     }
 
-    private static Header readHeader(FileChannel ch, Path file) throws IOException {
-        long size = ch.size();
+    /** Fills {@code buf} from {@code pos}; the source ending first is a BadInputException (the file is truncated). */
+    private static void readFully(ByteSource src, long pos, ByteBuffer buf) throws IOException {
+        int n = buf.remaining();
+        try {
+            src.readFully(pos, buf);
+        } catch (EOFException e) {
+            throw new BadInputException(src.name() + ": truncated: unexpected end of file reading " + n
+                    + " bytes at byte " + pos, e);
+        }
+    }
+
+    private static Header readHeader(ByteSource src) throws IOException {
+        String file = src.name();
+        long size = src.size();
         if (size < 8) {
             throw new BadInputException(file + ": not a .safetensors file (" + size
                     + " bytes, too short for the 8-byte header length)");
         }
         ByteBuffer lenBuf = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
-        Npy.readFully(ch, lenBuf, 0, file);
+        readFully(src, 0, lenBuf);
         long n = lenBuf.getLong(0); // uint64: a negative long is a length over 2^63, caught below
         if (n < 0 || n > MAX_HEADER_BYTES) {
             throw new BadInputException(file + ": .safetensors header length " + Long.toUnsignedString(n)
@@ -227,15 +386,9 @@ public final class SafeTensors {
                     + " file (" + (size - 8) + " bytes); truncated or not a .safetensors file");
         }
         ByteBuffer hb = ByteBuffer.allocate((int) n);
-        Npy.readFully(ch, hb, 8, file);
-        String json;
-        try {
-            json = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
-                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(hb.flip()).toString();
-        } catch (CharacterCodingException e) {
-            throw new BadInputException(file + ": .safetensors header is not valid UTF-8", e);
-        }
-        Object root = new Json(json, file).parseDocument();
+        readFully(src, 8, hb);
+        String json = decodeUtf8(hb.flip(), file, ".safetensors header");
+        Object root = new Json(json, file, ".safetensors header", false).parseDocument();
         if (!(root instanceof Map)) {
             throw new BadInputException(file + ": .safetensors header must be a JSON object");
         }
@@ -260,10 +413,119 @@ public final class SafeTensors {
             }
             tensors.put(name, parseTensor(name, e.getValue(), dataSize, file));
         }
-        return new Header(tensors, metadata, dataStart);
+        return new Header(file, size, tensors, metadata, dataStart);
     }
 
-    private static TensorInfo parseTensor(String name, Object value, long dataSize, Path file) {
+    private static String decodeUtf8(ByteBuffer bytes, String file, String what) {
+        try {
+            return StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(bytes).toString();
+        } catch (CharacterCodingException e) {
+            throw new BadInputException(file + ": " + what + " is not valid UTF-8", e);
+        }
+    }
+
+    /**
+     * Reads and validates a shard index ({@code model.safetensors.index.json}): a JSON object with a
+     * {@code weight_map} object of strings, each a plain file name (no directory part: shards live next to the
+     * index), and an optional {@code metadata} object. Other keys are ignored. Whether the shards exist and hold the
+     * tensors is for the caller to check, since only it knows where they are.
+     *
+     * @throws BadInputException naming the source for anything else
+     */
+    public static ShardIndex readIndex(ByteSource src) {
+        String file = src.name();
+        try {
+            long size = src.size();
+            if (size > MAX_INDEX_BYTES) {
+                throw new BadInputException(file + ": shard index is " + size + " bytes, over the limit of "
+                        + MAX_INDEX_BYTES + "; not a model.safetensors.index.json");
+            }
+            ByteBuffer b = ByteBuffer.allocate((int) size);
+            readFully(src, 0, b);
+            String json = decodeUtf8(b.flip(), file, "shard index");
+            // Lenient numbers: the metadata is free-form (transformers writes integers, others may not).
+            Object root = new Json(json, file, "shard index", true).parseDocument();
+            if (!(root instanceof Map)) {
+                throw new BadInputException(file + ": shard index must be a JSON object with a \"weight_map\"");
+            }
+            Map<String, Object> obj = asObject(root);
+            Object wm = obj.get("weight_map");
+            if (!(wm instanceof Map)) {
+                throw new BadInputException(file + ": shard index has " + (wm == null ? "no" : "a non-object")
+                        + " \"weight_map\"; expected {\"weight_map\": {tensor name: shard file name}}");
+            }
+            Map<String, String> weightMap = new LinkedHashMap<>();
+            for (Map.Entry<String, Object> e : asObject(wm).entrySet()) {
+                if (!(e.getValue() instanceof String)) {
+                    throw new BadInputException(file + ": weight_map entry for tensor '" + e.getKey()
+                            + "' must be a shard file name, found " + toJson(e.getValue()));
+                }
+                String shard = (String) e.getValue();
+                if (shard.isEmpty() || shard.equals(".") || shard.equals("..") || shard.indexOf('/') >= 0
+                        || shard.indexOf('\\') >= 0 || shard.indexOf('\0') >= 0) {
+                    throw new BadInputException(file + ": weight_map maps tensor '" + e.getKey() + "' to '" + shard
+                            + "'; a shard must be a plain file name in the index's directory");
+                }
+                weightMap.put(e.getKey(), shard);
+            }
+            if (weightMap.isEmpty()) {
+                throw new BadInputException(file + ": shard index has an empty \"weight_map\": it maps no tensors");
+            }
+            Map<String, String> metadata = new LinkedHashMap<>();
+            Object md = obj.get("metadata");
+            if (md != null) {
+                if (!(md instanceof Map)) {
+                    throw new BadInputException(file + ": shard index \"metadata\" must be an object, found "
+                            + toJson(md));
+                }
+                for (Map.Entry<String, Object> e : asObject(md).entrySet()) {
+                    Object v = e.getValue();
+                    metadata.put(e.getKey(), v instanceof String ? (String) v : toJson(v));
+                }
+            }
+            return new ShardIndex(metadata, weightMap);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Compact JSON text of a parsed value, for messages and for index metadata that is not a string. */
+    private static String toJson(Object v) {
+        StringBuilder sb = new StringBuilder();
+        appendJson(sb, v);
+        return sb.toString();
+    }
+
+    private static void appendJson(StringBuilder sb, Object v) {
+        if (v instanceof String) {
+            appendJsonString(sb, (String) v);
+        } else if (v instanceof Map) {
+            sb.append('{');
+            boolean first = true;
+            for (Map.Entry<String, Object> e : asObject(v).entrySet()) {
+                sb.append(first ? "" : ",");
+                first = false;
+                appendJsonString(sb, e.getKey());
+                sb.append(':');
+                appendJson(sb, e.getValue());
+            }
+            sb.append('}');
+        } else if (v instanceof List) {
+            sb.append('[');
+            boolean first = true;
+            for (Object o : (List<?>) v) {
+                sb.append(first ? "" : ",");
+                first = false;
+                appendJson(sb, o);
+            }
+            sb.append(']');
+        } else {
+            sb.append(v); // Long, the raw text of a lenient number, Boolean, null
+        }
+    }
+
+    private static TensorInfo parseTensor(String name, Object value, long dataSize, String file) {
         String where = file + ": tensor '" + name + "'";
         if (!(value instanceof Map)) {
             throw new BadInputException(where + ": entry must be an object with dtype, shape, data_offsets");
@@ -401,10 +663,199 @@ public final class SafeTensors {
     // ------------------------------------------------------------------------------------------------ writing
 
     /**
+     * One tensor to write, as raw bytes: little-endian, C order, exactly {@code product(shape) * dtype size} bytes.
+     * Validated on construction. {@code data} is not copied (tensors are large): do not change it until written.
+     *
+     * @param dtype any dtype the reader knows (F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL,
+     *              the F8 and sub-byte float types, C64); BOOL bytes must be 0 or 1
+     */
+    public record RawTensor(String name, String dtype, long[] shape, byte[] data) {
+        public RawTensor {
+            if (name == null || name.isEmpty() || name.equals(METADATA_KEY)) {
+                throw new IllegalArgumentException("invalid tensor name '" + name + "'");
+            }
+            if (dtype == null || dtypeBits(dtype) < 0) {
+                throw new IllegalArgumentException("tensor '" + name + "': unknown dtype " + dtype);
+            }
+            if (shape == null || data == null) {
+                throw new IllegalArgumentException("tensor '" + name + "': " + (shape == null ? "shape" : "data")
+                        + " is null");
+            }
+            shape = shape.clone();
+            long count = 1;
+            for (long d : shape) {
+                if (d < 0) {
+                    throw new IllegalArgumentException("tensor '" + name + "': negative dimension in shape "
+                            + Arrays.toString(shape));
+                }
+                count = count > 0 && d > Long.MAX_VALUE / 64 / count ? -1 : count * d;
+                if (count < 0) {
+                    throw new IllegalArgumentException("tensor '" + name + "': shape " + Arrays.toString(shape)
+                            + " overflows");
+                }
+            }
+            long bits = count * dtypeBits(dtype); // cannot overflow: count < 2^63 / 64
+            if (bits != (long) data.length * 8) {
+                String need = bits % 8 == 0 ? (bits / 8) + " bytes" : bits + " bits (not a whole number of bytes)";
+                throw new IllegalArgumentException("tensor '" + name + "': " + dtype + " " + Arrays.toString(shape)
+                        + " needs " + need + " but data has " + data.length);
+            }
+            if (dtype.equals("BOOL")) {
+                for (int i = 0; i < data.length; i++) {
+                    if (data[i] != 0 && data[i] != 1) {
+                        throw new IllegalArgumentException("tensor '" + name + "': BOOL byte " + i + " is "
+                                + (data[i] & 0xff) + "; must be 0 or 1");
+                    }
+                }
+            }
+        }
+
+        @Override
+        public long[] shape() {
+            return shape.clone();
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof RawTensor r && name.equals(r.name) && dtype.equals(r.dtype)
+                    && Arrays.equals(shape, r.shape) && Arrays.equals(data, r.data);
+        }
+
+        @Override
+        public int hashCode() {
+            return 31 * (31 * (31 * name.hashCode() + dtype.hashCode()) + Arrays.hashCode(shape))
+                    + Arrays.hashCode(data);
+        }
+
+        @Override
+        public String toString() {
+            return name + " " + dtype + Arrays.toString(shape) + " (" + data.length + " bytes)";
+        }
+    }
+
+    /**
+     * Writes tensors as given: the data buffer holds them in list order, back to back (the reference writer sorts
+     * by alignment then name; any order is valid). The header is compact JSON, {@code __metadata__} first with its
+     * keys sorted (omitted when {@code metadata} is null or empty), then the tensors in list order, padded with
+     * spaces to a multiple of 8 bytes as the reference writer does. The same arguments always give the same bytes.
+     * {@code out} is flushed, not closed.
+     *
+     * @throws IllegalArgumentException for duplicate names or null metadata keys or values; nothing is written
+     */
+    public static void writeRaw(OutputStream out, List<RawTensor> tensors, Map<String, String> metadata)
+            throws IOException {
+        byte[] head = rawHeader(tensors, metadata, "the stream");
+        out.write(head);
+        for (RawTensor t : tensors) {
+            for (int off = 0; off < t.data.length; off += CHUNK_BYTES) {
+                out.write(t.data, off, Math.min(CHUNK_BYTES, t.data.length - off));
+            }
+        }
+        out.flush();
+    }
+
+    /**
+     * {@link #writeRaw(OutputStream, List, Map)} to a file, atomically: written to a temporary file in the same
+     * directory and renamed into place, so no reader sees half a checkpoint under the final name.
+     */
+    public static void writeRaw(Path file, List<RawTensor> tensors, Map<String, String> metadata) {
+        byte[] head = rawHeader(tensors, metadata, file.toString());
+        Npy.writeAtomically(file, ch -> {
+            Npy.writeFully(ch, ByteBuffer.wrap(head));
+            for (RawTensor t : tensors) {
+                // chunks: a channel write from a heap buffer copies it whole into a temporary direct buffer
+                for (int off = 0; off < t.data.length; off += CHUNK_BYTES) {
+                    Npy.writeFully(ch, ByteBuffer.wrap(t.data, off, Math.min(CHUNK_BYTES, t.data.length - off)));
+                }
+            }
+        });
+    }
+
+    private static byte[] rawHeader(List<RawTensor> tensors, Map<String, String> metadata, String where) {
+        if (tensors == null) {
+            throw new IllegalArgumentException("tensors is null (writing " + where + ")");
+        }
+        List<HeaderEntry> entries = new ArrayList<>(tensors.size());
+        Set<String> seen = new HashSet<>();
+        for (RawTensor t : tensors) {
+            if (t == null) {
+                throw new IllegalArgumentException("null tensor in the list (writing " + where + ")");
+            }
+            if (!seen.add(t.name)) {
+                throw new IllegalArgumentException("duplicate tensor name '" + t.name + "' writing " + where);
+            }
+            entries.add(new HeaderEntry(t.name, t.dtype, t.shape, t.data.length));
+        }
+        return headerBytes(entries, metadata == null ? Map.of() : metadata, where);
+    }
+
+    /** One tensor's header entry before offsets are assigned. */
+    private record HeaderEntry(String name, String dtype, long[] shape, long bytes) {
+    }
+
+    /**
+     * The 8-byte length and the header, compact JSON as serde_json writes it, offsets assigned in list order, padded
+     * with spaces to a multiple of 8 so that the data buffer is 8-byte aligned.
+     */
+    private static byte[] headerBytes(List<HeaderEntry> entries, Map<String, String> metadata, String where) {
+        StringBuilder json = new StringBuilder("{");
+        if (!metadata.isEmpty()) {
+            json.append('"').append(METADATA_KEY).append("\":{");
+            boolean first = true;
+            for (Map.Entry<String, String> m : sortedMetadata(metadata, where).entrySet()) {
+                json.append(first ? "" : ",");
+                first = false;
+                appendJsonString(json, m.getKey());
+                json.append(':');
+                appendJsonString(json, m.getValue());
+            }
+            json.append('}');
+        }
+        long offset = 0;
+        for (HeaderEntry e : entries) {
+            json.append(json.length() > 1 ? "," : "");
+            appendJsonString(json, e.name);
+            json.append(":{\"dtype\":\"").append(e.dtype).append("\",\"shape\":[");
+            for (int i = 0; i < e.shape.length; i++) {
+                json.append(i == 0 ? "" : ",").append(e.shape[i]);
+            }
+            json.append("],\"data_offsets\":[").append(offset).append(',').append(offset + e.bytes).append("]}");
+            offset += e.bytes;
+        }
+        json.append('}');
+        byte[] text = json.toString().getBytes(StandardCharsets.UTF_8);
+        long padded = (text.length + 7L) / 8 * 8;
+        if (padded > MAX_HEADER_BYTES) {
+            throw new IllegalArgumentException("header of " + padded + " bytes is over the limit of "
+                    + MAX_HEADER_BYTES + " that readers accept (writing " + where + ")");
+        }
+        ByteBuffer head = ByteBuffer.allocate((int) (8 + padded)).order(ByteOrder.LITTLE_ENDIAN);
+        head.putLong(padded).put(text);
+        while (head.hasRemaining()) {
+            head.put((byte) ' ');
+        }
+        return head.array();
+    }
+
+    /** Sorted, so that the bytes do not depend on the map's iteration order. */
+    private static TreeMap<String, String> sortedMetadata(Map<String, String> metadata, String where) {
+        TreeMap<String, String> sorted = new TreeMap<>();
+        for (Map.Entry<String, String> m : metadata.entrySet()) {
+            if (m.getKey() == null || m.getValue() == null) {
+                throw new IllegalArgumentException("null metadata key or value (" + m.getKey() + " = " + m.getValue()
+                        + ") writing " + where);
+            }
+            sorted.put(m.getKey(), m.getValue());
+        }
+        return sorted;
+    }
+
+    /**
      * Writes 2-D tensors in map order with the given dtype (F32, F16, BF16 or F64) and {@code __metadata__}
      * {@code {"format": "pt"}}, which transformers expects. Values are rounded to float first, then to F16/BF16
      * with round-to-nearest-even (as PyTorch's {@code .half()} does for a float64 tensor). The header is padded with
-     * spaces to a multiple of 8 bytes so the data buffer is aligned, as the reference writer does.
+     * spaces to a multiple of 8 bytes so the data buffer is aligned, as the reference writer does. The bytes are
+     * those {@link #writeRaw} writes for the same tensors; this converts while streaming instead of holding them.
      */
     public static void write(Path file, LinkedHashMap<String, double[][]> tensors, String dtype) {
         int itemSize;
@@ -423,8 +874,7 @@ public final class SafeTensors {
                 throw new IllegalArgumentException("cannot write dtype " + dtype + " to " + file
                         + "; supported: F32, F16, BF16, F64");
         }
-        StringBuilder json = new StringBuilder("{\"__metadata__\":{\"format\":\"pt\"}");
-        long offset = 0;
+        List<HeaderEntry> entries = new ArrayList<>(tensors.size());
         for (Map.Entry<String, double[][]> e : tensors.entrySet()) {
             String name = e.getKey();
             if (name == null || name.isEmpty() || name.equals(METADATA_KEY)) {
@@ -432,23 +882,10 @@ public final class SafeTensors {
             }
             double[][] rows = e.getValue();
             int cols = Npy.checkRectangular(rows, file + " tensor '" + name + "'");
-            long bytes = (long) rows.length * cols * itemSize;
-            json.append(',');
-            appendJsonString(json, name);
-            json.append(":{\"dtype\":\"").append(dtype).append("\",\"shape\":[").append(rows.length).append(',')
-                    .append(cols).append("],\"data_offsets\":[").append(offset).append(',').append(offset + bytes)
-                    .append("]}");
-            offset += bytes;
+            entries.add(new HeaderEntry(name, dtype, new long[]{rows.length, cols},
+                    (long) rows.length * cols * itemSize));
         }
-        json.append('}');
-        byte[] headerText = json.toString().getBytes(StandardCharsets.UTF_8);
-        int padded = (headerText.length + 7) / 8 * 8;
-        ByteBuffer head = ByteBuffer.allocate(8 + padded).order(ByteOrder.LITTLE_ENDIAN);
-        head.putLong(padded).put(headerText);
-        while (head.hasRemaining()) {
-            head.put((byte) ' ');
-        }
-        head.flip();
+        ByteBuffer head = ByteBuffer.wrap(headerBytes(entries, Map.of("format", "pt"), file.toString()));
         Npy.writeAtomically(file, ch -> {
             Npy.writeFully(ch, head);
             ByteBuffer buf = ByteBuffer.allocate(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
@@ -558,19 +995,33 @@ public final class SafeTensors {
 
     // ------------------------------------------------------------------------------------------------ JSON
 
+    /** A JSON number that is not a 64-bit integer, kept as its text (lenient mode only). */
+    private record RawNumber(String text) {
+        @Override
+        public String toString() {
+            return text;
+        }
+    }
+
     /**
      * Strict RFC 8259 subset for safetensors headers: objects (duplicate keys rejected), arrays, strings with all
      * escapes, integers (a fraction or exponent is rejected: no header field is fractional), true, false, null.
-     * Objects become LinkedHashMap (header order), arrays List, integers Long.
+     * Objects become LinkedHashMap (header order), arrays List, integers Long. With {@code lenientNumbers} (shard
+     * index metadata is free-form) a number with a fraction or exponent, or an integer outside 64 bits, is a
+     * {@link RawNumber}.
      */
     private static final class Json {
         private final String s;
-        private final Path file;
+        private final String file;
+        private final String what;
+        private final boolean lenientNumbers;
         private int pos;
 
-        Json(String s, Path file) {
+        Json(String s, String file, String what, boolean lenientNumbers) {
             this.s = s;
             this.file = file;
+            this.what = what;
+            this.lenientNumbers = lenientNumbers;
         }
 
         Object parseDocument() {
@@ -739,7 +1190,7 @@ public final class SafeTensors {
             }
         }
 
-        private Long parseInteger() {
+        private Object parseInteger() {
             int start = pos;
             if (s.charAt(pos) == '-') {
                 pos++;
@@ -756,13 +1207,41 @@ public final class SafeTensors {
                 throw error("leading zero in number");
             }
             if (pos < s.length() && (s.charAt(pos) == '.' || s.charAt(pos) == 'e' || s.charAt(pos) == 'E')) {
-                throw error("only integers are expected in a safetensors header");
+                if (!lenientNumbers) {
+                    throw error("only integers are expected in a safetensors header");
+                }
+                if (s.charAt(pos) == '.') {
+                    pos++;
+                    skipDigits();
+                }
+                if (pos < s.length() && (s.charAt(pos) == 'e' || s.charAt(pos) == 'E')) {
+                    pos++;
+                    if (pos < s.length() && (s.charAt(pos) == '+' || s.charAt(pos) == '-')) {
+                        pos++;
+                    }
+                    skipDigits();
+                }
+                return new RawNumber(s.substring(start, pos));
             }
             try {
                 return Long.parseLong(s.substring(start, pos));
             } catch (NumberFormatException e) {
+                if (lenientNumbers) {
+                    return new RawNumber(s.substring(start, pos));
+                }
                 pos = start;
                 throw error("integer out of the 64-bit range");
+            }
+        }
+
+        /** One or more digits, as the JSON grammar requires after '.', 'e' and the exponent sign. */
+        private void skipDigits() {
+            int from = pos;
+            while (pos < s.length() && s.charAt(pos) >= '0' && s.charAt(pos) <= '9') {
+                pos++;
+            }
+            if (pos == from) {
+                throw error("expected digits");
             }
         }
 
@@ -798,11 +1277,11 @@ public final class SafeTensors {
             pos++;
         }
 
-        private BadInputException error(String what) {
+        private BadInputException error(String problem) {
             int from = Math.max(0, pos - 30);
             int to = Math.min(s.length(), pos + 30);
-            return new BadInputException(file + ": malformed .safetensors header JSON at character " + pos + ": "
-                    + what + " (near \"" + s.substring(from, to) + "\")");
+            return new BadInputException(file + ": malformed " + what + " JSON at character " + pos + ": "
+                    + problem + " (near \"" + s.substring(from, to) + "\")");
         }
     }
 }

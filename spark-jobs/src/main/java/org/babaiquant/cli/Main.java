@@ -10,7 +10,9 @@ import java.io.UncheckedIOException;
 @Command(name = "babai-quant", mixinStandardHelpOptions = true, version = "babai-quant 0.1.0-SNAPSHOT",
         description = "Lattice quantization of LLM weights: GPTQ as Babai's nearest-plane algorithm (arXiv 2507.18553).",
         subcommands = {QuantizeLayerCommand.class, ImportActivationsCommand.class, HessianCommand.class,
-                HessianExportCommand.class, DemoCommand.class, BenchCommand.class, BenchHessianCommand.class,
+                HessianExportCommand.class, QuantizeCommand.class, ReportCommand.class, ExportCommand.class,
+                DemoCommand.class,
+                BenchCommand.class, BenchHessianCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec

@@ -1,0 +1,159 @@
+package org.babaiquant.cli;
+
+import org.apache.spark.sql.SparkSession;
+import org.babaiquant.core.ColumnOrder;
+import org.babaiquant.core.GptqSolver;
+import org.babaiquant.core.Method;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.spark.QuantizeJob;
+import org.babaiquant.spark.SparkSupport;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Random;
+import java.util.concurrent.Callable;
+
+/** {@code quantize}: the quantize stage on Spark. Also runs under spark-submit with the same arguments. */
+@Command(name = "quantize", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Quantize every mapped linear layer of a safetensors model on Spark (one task per layer, largest first)",
+                "and write quantized shards, per-row tables and error-bound reports as Parquet under --out.",
+                "Layers already committed with the same fingerprint are skipped: rerunning after a kill finishes the job."})
+public final class QuantizeCommand implements Callable<Integer> {
+    @Option(names = "--model", required = true, paramLabel = "URI", description = "model.safetensors, model.safetensors.index.json or a folder with either")
+    String model;
+
+    @Option(names = "--hessians", required = true, paramLabel = "URI", description = "Hessian artifacts (hessian stage output)")
+    String hessians;
+
+    @Option(names = "--out", required = true, paramLabel = "URI", description = "output root")
+    String out;
+
+    @Option(names = "--method", defaultValue = "gptq", description = "gptq | babai | rtn (default: ${DEFAULT-VALUE})")
+    String method;
+
+    @Option(names = "--bits", defaultValue = "4", description = "(default: ${DEFAULT-VALUE})")
+    int bits;
+
+    @Option(names = "--group-size", defaultValue = "128", description = "(default: ${DEFAULT-VALUE}; -1 = per row)")
+    int groupSize;
+
+    @ArgGroup(exclusive = true)
+    Symmetry symmetry;
+
+    static final class Symmetry {
+        @Option(names = "--sym", description = "symmetric grid")
+        boolean sym;
+
+        @Option(names = "--asym", description = "asymmetric grid (default)")
+        boolean asym;
+    }
+
+    @Option(names = "--mse", description = "MSE shrink search of the group ranges")
+    boolean mse;
+
+    @Option(names = "--order", defaultValue = "act-order", description = "natural | reverse | act-order | min-pivot (default: ${DEFAULT-VALUE})")
+    String order;
+
+    @Option(names = "--no-clip", description = "keep codes outside [0, maxq] (stored unpacked as int32)")
+    boolean noClip;
+
+    @Option(names = "--damp", defaultValue = "0.01", description = "(default: ${DEFAULT-VALUE})")
+    double damp;
+
+    @Option(names = "--block-size", defaultValue = "128", description = "(default: ${DEFAULT-VALUE})")
+    int blockSize;
+
+    @Option(names = "--layers", paramLabel = "REGEX", description = "only tensors whose name matches (default: every mapped tensor)")
+    String layers;
+
+    @Option(names = "--map", paramLabel = "REGEX=SITE", description = "layer-map rule, before the file's and the defaults (repeatable; $1 = regex group)")
+    List<String> map = new ArrayList<>();
+
+    @Option(names = "--map-file", paramLabel = "FILE", description = "layer-map rules file (see conf/layer-map.txt)")
+    String mapFile;
+
+    @Option(names = "--eval-activations", paramLabel = "URI", description = "held-out activations (import-activations layout): adds eval_rel_error")
+    String evalActivations;
+
+    @Option(names = "--eval-tokens", defaultValue = "2048", description = "held-out tokens per site (default: ${DEFAULT-VALUE})")
+    int evalTokens;
+
+    @Option(names = "--backend", defaultValue = "auto", description = "auto | cpu | cuda (default: ${DEFAULT-VALUE}; only the CPU backend exists yet)")
+    String backend;
+
+    @Option(names = "--master", paramLabel = "URL", description = "Spark master when not under spark-submit (default: local[*])")
+    String master;
+
+    @Option(names = "--plan", description = "print each layer's cost and memory and an estimated wall time, then exit")
+    boolean plan;
+
+    @Option(names = "--executors", defaultValue = "0", description = "task slots for the --plan estimate (default: this session's parallelism)")
+    int executors;
+
+    @Option(names = "--force", description = "recompute layers even when committed with the same fingerprint")
+    boolean force;
+
+    QuantizeJob.Config config() {
+        if (!List.of("auto", "cpu", "cuda").contains(backend)) {
+            throw new IllegalArgumentException("--backend must be auto, cpu or cuda, got " + backend);
+        }
+        new QuantGrid.Spec(bits, groupSize, false, false); // validates early
+        return new QuantizeJob.Config(model, hessians, out, Method.parse(method), bits, groupSize,
+                symmetry != null && symmetry.sym, mse, ColumnOrder.parse(order), !noClip, damp, blockSize, layers, map, mapFile,
+                evalActivations, evalTokens, backend, 0, force);
+    }
+
+    @Override
+    public Integer call() {
+        QuantizeJob.Config cfg = config();
+        SparkSession spark = SparkSupport.session(master, "babai-quant quantize");
+        if ("auto".equals(backend)) {
+            System.err.println("[quantize] backend auto: CPU (the CUDA backend is not built yet)");
+        }
+        if (plan) {
+            List<QuantizeJob.Layer> layers = QuantizeJob.plan(spark, cfg);
+            int slots = executors > 0 ? executors : spark.sparkContext().defaultParallelism();
+            System.out.print(QuantizeJob.planTable(layers, measuredRate(), slots));
+            return 0;
+        }
+        List<QuantizeJob.Outcome> outcomes = QuantizeJob.run(spark, cfg, System.err::println);
+        int skipped = 0;
+        for (QuantizeJob.Outcome o : outcomes) {
+            skipped += o.skipped() ? 1 : 0;
+            System.out.printf(Locale.ROOT, "%-52s %s loss %.6g bound %.6g clipped %d%s%n", o.layer(),
+                    o.skipped() ? "up to date" : String.format(Locale.ROOT, "%6.2fs", o.seconds()), o.loss(), o.bound(), o.clipped(),
+                    Double.isNaN(o.evalRelError()) ? "" : String.format(Locale.ROOT, " eval %.5f", o.evalRelError()));
+        }
+        System.out.printf("%d layer(s), %d skipped as up to date; wrote %s (see: bin/babai-quant report %s)%n", outcomes.size(), skipped, out, out);
+        return 0;
+    }
+
+    /** Solver FLOP/s on this machine, from one small synthetic layer (for the plan's estimate). */
+    static double measuredRate() {
+        int rows = 512;
+        int cols = 512;
+        Random rnd = new Random(1);
+        double[][] w = new double[rows][cols];
+        double[][] x = new double[2 * cols][cols];
+        for (double[] r : w) {
+            for (int j = 0; j < cols; j++) {
+                r[j] = rnd.nextGaussian();
+            }
+        }
+        for (double[] r : x) {
+            for (int j = 0; j < cols; j++) {
+                r[j] = rnd.nextGaussian();
+            }
+        }
+        double[][] h = new org.babaiquant.core.HessianAccumulator(cols).add(x).hessian();
+        GptqSolver.quantize(w, h, GptqSolver.Options.defaults());
+        long t0 = System.nanoTime();
+        GptqSolver.quantize(w, h, GptqSolver.Options.defaults());
+        double secs = (System.nanoTime() - t0) / 1e9;
+        return ((double) rows * cols * cols + (double) cols * cols * cols) / secs;
+    }
+}

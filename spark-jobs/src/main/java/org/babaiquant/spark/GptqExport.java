@@ -1,0 +1,280 @@
+package org.babaiquant.spark;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.babaiquant.BadInputException;
+import org.babaiquant.core.GptqPacking;
+import org.babaiquant.io.SafeTensors;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.UUID;
+
+/**
+ * Export of a quantize output as a checkpoint that GPTQ loaders (GPTQModel, AutoGPTQ, transformers' GPTQ
+ * integration) accept. For every quantized linear {@code P.weight}:
+ * <pre>
+ *   P.qweight  I32 [in·bits/32, out]     codes packed along the input dimension, LSB first
+ *   P.qzeros   I32 [groups, out·bits/32] zero points packed along the output dimension; checkpoint_format "gptq"
+ *                                        (v1: stores zero − 1) for symmetric grids, "gptq_v2" (true zeros) otherwise,
+ *                                        since v1 cannot represent a zero point of 0
+ *   P.scales   F16 [groups, out]
+ *   P.g_idx    I32 [in]                  g_idx[j] = j / group_size (static groups on original columns: desc_act false)
+ * </pre>
+ * Every other tensor is copied byte for byte. One output shard per input shard (same names, same index), so memory
+ * holds one shard at a time. Afterwards the files are read back, unpacked and dequantized, and compared with the
+ * shards exactly (self-check). Only clipped gptq/babai/rtn outputs with 2/3/4/8 bits fit this format.
+ */
+public final class GptqExport {
+    private GptqExport() {}
+
+    public record Summary(int layers, int copied, List<String> files, String checkpointFormat) {}
+
+    public static Summary export(Configuration conf, String quantized, String modelUri, String outDir) {
+        Map<String, QuantizedLayout.LayerShards> layers = new TreeMap<>();
+        Map<String, double[]> bound = new LinkedHashMap<>();
+        String[] run = new String[3];
+        QuantizedLayout.readAll(conf, quantized, "reports", g -> {
+            String name = g.getString("layer", 0);
+            if (!g.getBoolean("clip", 0)) {
+                throw new BadInputException("layer " + name + " was quantized with --no-clip: its codes fall outside [0, 2^bits−1] and "
+                        + "cannot be stored in the GPTQ format (use the shards, or re-quantize with clipping)");
+            }
+            bound.put(name, new double[] {g.getDouble("loss", 0), g.getDouble("bound", 0), g.getLong("clipped", 0),
+                    g.getDouble("damping", 0)});
+            run[0] = g.getString("method", 0);
+            run[1] = g.getString("order", 0);
+            run[2] = String.valueOf(g.getBoolean("sym", 0));
+        });
+        for (String name : bound.keySet()) {
+            layers.put(name, QuantizedLayout.readLayer(conf, quantized, name));
+        }
+        QuantizedLayout.LayerShards any = layers.values().iterator().next();
+        int bits = any.bits();
+        int gs = any.groupSize();
+        boolean sym = Boolean.parseBoolean(run[2]);
+        if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+            throw new BadInputException(bits + "-bit codes cannot be stored in the GPTQ format (2, 3, 4 or 8 bits)");
+        }
+        for (QuantizedLayout.LayerShards l : layers.values()) {
+            if (l.bits() != bits || l.groupSize() != gs) {
+                throw new BadInputException("layers quantized with different bits/group sizes cannot share one GPTQ checkpoint");
+            }
+            int per = bits == 3 ? 32 : 32 / bits;
+            if (l.cols() % per != 0 || l.rows() % per != 0) {
+                throw new BadInputException(l.layer() + " is [" + l.rows() + ", " + l.cols() + "]: GPTQ packing needs both dimensions"
+                        + " to be multiples of " + per + " at " + bits + " bits");
+            }
+        }
+        String format = sym ? "gptq" : "gptq_v2";
+        boolean v1 = sym;
+
+        List<String> files = new ArrayList<>();
+        int copied = 0;
+        Path out = new Path(outDir);
+        Path tmp = new Path(out, "_tmp-export-" + UUID.randomUUID());
+        try (ModelWeights model = ModelWeights.open(conf, modelUri)) {
+            FileSystem fs = out.getFileSystem(conf);
+            for (String name : layers.keySet()) {
+                if (!model.names().contains(name)) {
+                    throw new BadInputException("quantized layer " + name + " is not a tensor of " + modelUri + ": wrong --model?");
+                }
+            }
+            Map<String, String> weightMap = new LinkedHashMap<>();
+            for (String shard : model.shards()) {
+                List<SafeTensors.RawTensor> tensors = new ArrayList<>();
+                for (String name : model.names()) {
+                    if (!model.shardOf(name).equals(shard)) {
+                        continue;
+                    }
+                    QuantizedLayout.LayerShards l = layers.get(name);
+                    if (l == null) {
+                        SafeTensors.TensorInfo info = model.info(name);
+                        tensors.add(new SafeTensors.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
+                        copied++;
+                    } else {
+                        tensors.addAll(gptqTensors(l, v1));
+                    }
+                }
+                String fileName = new Path(shard).getName();
+                for (SafeTensors.RawTensor t : tensors) {
+                    weightMap.put(t.name(), fileName);
+                }
+                try (FSDataOutputStream o = fs.create(new Path(tmp, fileName), false)) {
+                    SafeTensors.writeRaw(o, tensors, Map.of("format", "pt"));
+                }
+                files.add(fileName);
+            }
+            String qcfg = quantizeConfig(bits, gs, sym, format, run, bound);
+            write(fs, new Path(tmp, "quantize_config.json"), qcfg);
+            write(fs, new Path(tmp, "config.json"), configJson(conf, modelUri, qcfg));
+            if (model.shards().size() > 1) {
+                StringBuilder idx = new StringBuilder("{\n  \"metadata\": {\"quantized_by\": \"babai-quant\"},\n  \"weight_map\": {\n");
+                int i = 0;
+                for (Map.Entry<String, String> e : weightMap.entrySet()) {
+                    idx.append(String.format("    \"%s\": \"%s\"%s%n", e.getKey(), e.getValue(), ++i < weightMap.size() ? "," : ""));
+                }
+                write(fs, new Path(tmp, ModelWeights.INDEX_FILE), idx.append("  }\n}\n").toString());
+            }
+            selfCheck(conf, tmp.toString(), layers, v1);
+            fs.mkdirs(out);
+            for (org.apache.hadoop.fs.FileStatus st : fs.listStatus(tmp)) {
+                Path dst = new Path(out, st.getPath().getName());
+                if (fs.exists(dst)) {
+                    fs.delete(dst, false);
+                }
+                if (!fs.rename(st.getPath(), dst)) {
+                    throw new IOException("rename to " + dst + " failed");
+                }
+            }
+            fs.delete(tmp, true);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot export to " + outDir + ": " + e.getMessage(), e);
+        }
+        return new Summary(layers.size(), copied, files, format);
+    }
+
+    static List<SafeTensors.RawTensor> gptqTensors(QuantizedLayout.LayerShards l, boolean v1) {
+        String p = l.layer().endsWith(".weight") ? l.layer().substring(0, l.layer().length() - ".weight".length()) : l.layer();
+        int groups = l.groups();
+        int[][] qweight = GptqPacking.packQweight(l.codes(), l.bits());
+        int[][] zerosT = new int[groups][l.rows()];
+        ByteBuffer scales = ByteBuffer.allocate(2 * groups * l.rows()).order(ByteOrder.LITTLE_ENDIAN);
+        for (int k = 0; k < groups; k++) {
+            for (int r = 0; r < l.rows(); r++) {
+                zerosT[k][r] = l.zeros()[r][k];
+                scales.putShort(SafeTensors.floatToHalf((float) l.scales()[r][k]));
+            }
+        }
+        int[][] qzeros = GptqPacking.packQzeros(zerosT, l.bits(), v1);
+        int[] gIdx = GptqPacking.gIdx(l.cols(), l.groupSize());
+        List<SafeTensors.RawTensor> t = new ArrayList<>();
+        t.add(new SafeTensors.RawTensor(p + ".qweight", "I32", new long[] {qweight.length, l.rows()}, ints(qweight)));
+        t.add(new SafeTensors.RawTensor(p + ".qzeros", "I32", new long[] {groups, qzeros[0].length}, ints(qzeros)));
+        t.add(new SafeTensors.RawTensor(p + ".scales", "F16", new long[] {groups, l.rows()}, scales.array()));
+        t.add(new SafeTensors.RawTensor(p + ".g_idx", "I32", new long[] {l.cols()}, ints(new int[][] {gIdx})));
+        return t;
+    }
+
+    private static byte[] ints(int[][] m) {
+        ByteBuffer b = ByteBuffer.allocate(4 * m.length * m[0].length).order(ByteOrder.LITTLE_ENDIAN);
+        for (int[] row : m) {
+            for (int v : row) {
+                b.putInt(v);
+            }
+        }
+        return b.array();
+    }
+
+    private static int[][] readInts(byte[] raw, int rows, int cols) {
+        ByteBuffer b = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN);
+        int[][] m = new int[rows][cols];
+        for (int[] row : m) {
+            for (int j = 0; j < cols; j++) {
+                row[j] = b.getInt();
+            }
+        }
+        return m;
+    }
+
+    /** Re-reads the written checkpoint and checks every layer dequantizes exactly to its shards. */
+    static void selfCheck(Configuration conf, String dir, Map<String, QuantizedLayout.LayerShards> layers, boolean v1) {
+        try (ModelWeights m = ModelWeights.open(conf, dir)) {
+            for (QuantizedLayout.LayerShards l : layers.values()) {
+                String p = l.layer().endsWith(".weight") ? l.layer().substring(0, l.layer().length() - 7) : l.layer();
+                int groups = l.groups();
+                int words = m.info(p + ".qweight").shape()[0] > Integer.MAX_VALUE ? -1 : (int) m.info(p + ".qweight").shape()[0];
+                int[][] codes = GptqPacking.unpackQweight(readInts(m.readRaw(p + ".qweight"), words, l.rows()), l.bits(), l.cols());
+                int zw = (int) m.info(p + ".qzeros").shape()[1];
+                int[][] zeros = GptqPacking.unpackQzeros(readInts(m.readRaw(p + ".qzeros"), groups, zw), l.bits(), l.rows(), v1);
+                ByteBuffer sb = ByteBuffer.wrap(m.readRaw(p + ".scales")).order(ByteOrder.LITTLE_ENDIAN);
+                int[] gIdx = readInts(m.readRaw(p + ".g_idx"), 1, l.cols())[0];
+                double[][] expect = l.dequant();
+                double[][] scales = new double[groups][l.rows()];
+                for (int k = 0; k < groups; k++) {
+                    for (int r = 0; r < l.rows(); r++) {
+                        scales[k][r] = SafeTensors.halfToFloat(sb.getShort());
+                    }
+                }
+                for (int r = 0; r < l.rows(); r++) {
+                    for (int j = 0; j < l.cols(); j++) {
+                        int g = gIdx[j];
+                        double v = scales[g][r] * (codes[r][j] - zeros[g][r]);
+                        if (v != expect[r][j]) {
+                            throw new IllegalStateException("export self-check failed: " + l.layer() + "[" + r + "][" + j + "] dequantizes to "
+                                    + v + " but the shard holds " + expect[r][j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static String quantizeConfig(int bits, int gs, boolean sym, String format, String[] run, Map<String, double[]> bound) {
+        double loss = 0;
+        double b = 0;
+        long clipped = 0;
+        double damp = 0;
+        for (double[] v : bound.values()) {
+            loss += v[0];
+            b += v[1];
+            clipped += (long) v[2];
+            damp = Math.max(damp, v[3]);
+        }
+        return String.format(Locale.ROOT, "{\n  \"bits\": %d,\n  \"group_size\": %d,\n  \"desc_act\": false,\n  \"sym\": %b,\n"
+                        + "  \"static_groups\": true,\n  \"true_sequential\": false,\n  \"damp_percent\": %s,\n  \"quant_method\": \"gptq\",\n"
+                        + "  \"checkpoint_format\": \"%s\",\n  \"meta\": {\n    \"quantizer\": [\"babai-quant:0.1.0-SNAPSHOT\"],\n"
+                        + "    \"method\": \"%s\",\n    \"order\": \"%s\",\n    \"damping_max\": %s,\n"
+                        + "    \"bound_summary\": {\"layers\": %d, \"loss\": %s, \"bound\": %s, \"loss_over_bound\": %s, \"clipped\": %d}\n  }\n}\n",
+                bits, gs, sym, damp, format, run[0], run[1], damp, bound.size(), loss, b, loss / b, clipped);
+    }
+
+    /** The model's config.json (next to the weights) with quantization_config added, or a minimal one. */
+    private static String configJson(Configuration conf, String modelUri, String qcfg) throws IOException {
+        Path m = new Path(modelUri);
+        FileSystem fs = m.getFileSystem(conf);
+        Path dir = fs.getFileStatus(m).isDirectory() ? m : m.getParent();
+        Path cfg = new Path(dir, "config.json");
+        String inner = qcfg.strip().replace("\n", "\n  ");
+        if (!fs.exists(cfg)) {
+            return "{\n  \"quantization_config\": " + inner + "\n}\n";
+        }
+        String text;
+        try (FSDataInputStream in = fs.open(cfg)) {
+            text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        }
+        if (text.contains("\"quantization_config\"")) {
+            throw new BadInputException(cfg + " already has a quantization_config: the model is already quantized");
+        }
+        int brace = text.indexOf('{');
+        if (brace < 0) {
+            throw new BadInputException(cfg + " is not a JSON object");
+        }
+        boolean empty = text.substring(brace + 1).strip().startsWith("}");
+        return text.substring(0, brace + 1) + "\n  \"quantization_config\": " + inner + (empty ? "\n" : ",") + text.substring(brace + 1);
+    }
+
+    private static void write(FileSystem fs, Path p, String text) throws IOException {
+        try (FSDataOutputStream o = fs.create(p, false)) {
+            o.write(text.getBytes(StandardCharsets.UTF_8));
+        }
+    }
+
+    public static String describe(Summary s) {
+        return String.format(Locale.ROOT, "%d quantized layer(s), %d tensor(s) copied unchanged, files %s, checkpoint_format %s",
+                s.layers(), s.copied(), Arrays.toString(s.files().toArray()), s.checkpointFormat());
+    }
+}

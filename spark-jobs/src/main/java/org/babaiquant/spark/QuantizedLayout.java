@@ -1,0 +1,270 @@
+package org.babaiquant.spark;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileStatus;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.parquet.column.page.PageReadStore;
+import org.apache.parquet.example.data.Group;
+import org.apache.parquet.example.data.simple.SimpleGroupFactory;
+import org.apache.parquet.example.data.simple.convert.GroupRecordConverter;
+import org.apache.parquet.hadoop.ParquetFileReader;
+import org.apache.parquet.hadoop.ParquetFileWriter;
+import org.apache.parquet.hadoop.ParquetWriter;
+import org.apache.parquet.hadoop.example.ExampleParquetWriter;
+import org.apache.parquet.hadoop.metadata.CompressionCodecName;
+import org.apache.parquet.hadoop.util.HadoopInputFile;
+import org.apache.parquet.hadoop.util.HadoopOutputFile;
+import org.apache.parquet.io.ColumnIOFactory;
+import org.apache.parquet.io.RecordReader;
+import org.apache.parquet.schema.MessageType;
+import org.apache.parquet.schema.MessageTypeParser;
+import org.babaiquant.BadInputException;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+
+/**
+ * The quantize stage's outputs: the one place that knows their layout.
+ *
+ * <pre>
+ * OUT/shards/layer=NAME/part-00000.parquet    quantized shards: one row per (layer, block of 256 output rows)
+ *   layer, method, order (string); bits, group_size (−1 = per row), rows, cols, row_start, row_count (int32);
+ *   sym, clip (boolean); dtype (string, of the original weight: F32/F16/BF16);
+ *   codes_packing (string): "gptq-qweight" = int32 words [cols·bits/32][row_count], codes packed along the input
+ *       dimension, LSB first (GPTQ qweight layout of this row block), or "int32" = int32 [row_count][cols] (codes
+ *       outside [0, maxq] in no-clip mode, or widths GPTQ cannot pack);
+ *   codes (binary, little-endian as above); scales (binary: float16 [row_count][groups]); zeros (binary: int32
+ *   [row_count][groups], the true zero point); perm (binary: int32 [cols], the processing order, in the row with
+ *   row_start = 0 only, empty elsewhere); fingerprint (string); format_version (int32)
+ *   dequantized weight: W[r][j] = scale[r][j / group] · (code[r][j] − zero[r][j / group]); the scales were rounded
+ *   to float16 BEFORE the pass, so this is exactly the lattice point the solver chose.
+ *   footer key-value metadata: babai.format = quantized-shard, babai.version, babai.params (the run's JSON)
+ * OUT/reports/layer=NAME/part-00000.parquet   error-bound report: one row per layer (see REPORT)
+ * OUT/rows/layer=NAME/part-00000.parquet      per-row table: layer, row, loss, bound, clipped
+ * </pre>
+ * A layer is committed when its reports directory exists: shards and rows are renamed into place first, the report
+ * last, each from a temporary directory under {@code OUT/_tmp}.
+ */
+public final class QuantizedLayout {
+    public static final int VERSION = 1;
+    public static final int ROW_BLOCK = 256;
+
+    public static final MessageType SHARD = MessageTypeParser.parseMessageType(
+            "message quantized_shard {\n"
+                    + "  required binary layer (STRING);\n"
+                    + "  required binary method (STRING);\n"
+                    + "  required binary order (STRING);\n"
+                    + "  required int32 bits;\n"
+                    + "  required int32 group_size;\n"
+                    + "  required boolean sym;\n"
+                    + "  required boolean clip;\n"
+                    + "  required int32 rows;\n"
+                    + "  required int32 cols;\n"
+                    + "  required int32 row_start;\n"
+                    + "  required int32 row_count;\n"
+                    + "  required binary dtype (STRING);\n"
+                    + "  required binary codes_packing (STRING);\n"
+                    + "  required binary codes;\n"
+                    + "  required binary scales;\n"
+                    + "  required binary zeros;\n"
+                    + "  required binary perm;\n"
+                    + "  required binary fingerprint (STRING);\n"
+                    + "  required int32 format_version;\n"
+                    + "}");
+
+    public static final MessageType REPORT = MessageTypeParser.parseMessageType(
+            "message layer_report {\n"
+                    + "  required binary layer (STRING);\n"
+                    + "  required binary site (STRING);\n"
+                    + "  required binary method (STRING);\n"
+                    + "  required binary order (STRING);\n"
+                    + "  required int32 bits;\n"
+                    + "  required int32 group_size;\n"
+                    + "  required boolean sym;\n"
+                    + "  required boolean clip;\n"
+                    + "  required int32 rows;\n"
+                    + "  required int32 cols;\n"
+                    + "  required int64 tokens;\n"
+                    + "  required double loss;\n"
+                    + "  required double bound;\n"
+                    + "  required double loss_over_bound;\n"
+                    + "  required int64 clipped;\n"
+                    + "  required int32 bound_violations;\n"
+                    + "  required double eval_rel_error;\n"
+                    + "  required double damping;\n"
+                    + "  required double damping_lambda;\n"
+                    + "  required int32 damping_attempts;\n"
+                    + "  required double trace_d;\n"
+                    + "  required double bits_per_weight;\n"
+                    + "  required binary backend (STRING);\n"
+                    + "  required binary device (STRING);\n"
+                    + "  required double seconds;\n"
+                    + "  required binary hessian_fingerprint (STRING);\n"
+                    + "  required binary fingerprint (STRING);\n"
+                    + "  required int32 format_version;\n"
+                    + "}");
+
+    public static final MessageType ROWS = MessageTypeParser.parseMessageType(
+            "message row_report {\n"
+                    + "  required binary layer (STRING);\n"
+                    + "  required int32 row;\n"
+                    + "  required double loss;\n"
+                    + "  required double bound;\n"
+                    + "  required int32 clipped;\n"
+                    + "}");
+
+    private QuantizedLayout() {}
+
+    /** One layer's shards read back and unpacked. */
+    public record LayerShards(String layer, String method, int bits, int groupSize, int rows, int cols, String dtype,
+                              int[][] codes, double[][] scales, int[][] zeros, int[] perm, String fingerprint) {
+        public int groups() {
+            return scales[0].length;
+        }
+
+        /** W[r][j] = scale · (code − zero), in float64 from the stored float16 scales. */
+        public double[][] dequant() {
+            int gs = groupSize == -1 ? cols : groupSize;
+            double[][] w = new double[rows][cols];
+            for (int r = 0; r < rows; r++) {
+                for (int j = 0; j < cols; j++) {
+                    w[r][j] = scales[r][j / gs] * (codes[r][j] - zeros[r][j / gs]);
+                }
+            }
+            return w;
+        }
+    }
+
+    /** Reads and unpacks one committed layer's shards. */
+    public static LayerShards readLayer(Configuration conf, String out, String layer) {
+        List<Group> rows = new ArrayList<>();
+        if (!readDir(conf, dir(out, "shards", layer), rows::add) || rows.isEmpty()) {
+            throw new BadInputException("no shards for layer " + layer + " under " + out);
+        }
+        Group first = rows.get(0);
+        int nRows = first.getInteger("rows", 0);
+        int cols = first.getInteger("cols", 0);
+        int bits = first.getInteger("bits", 0);
+        int gs = first.getInteger("group_size", 0);
+        int groups = (cols + (gs == -1 ? cols : gs) - 1) / (gs == -1 ? cols : gs);
+        int[][] codes = new int[nRows][];
+        double[][] scales = new double[nRows][groups];
+        int[][] zeros = new int[nRows][groups];
+        int[] perm = null;
+        for (Group g : rows) {
+            int r0 = g.getInteger("row_start", 0);
+            int n = g.getInteger("row_count", 0);
+            java.nio.ByteBuffer cb = java.nio.ByteBuffer.wrap(g.getBinary("codes", 0).getBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            if ("gptq-qweight".equals(g.getString("codes_packing", 0))) {
+                int words = cb.capacity() / 4 / n;
+                int[][] qweight = new int[words][n];
+                for (int[] w : qweight) {
+                    for (int i = 0; i < n; i++) {
+                        w[i] = cb.getInt();
+                    }
+                }
+                int[][] block = org.babaiquant.core.GptqPacking.unpackQweight(qweight, bits, cols);
+                System.arraycopy(block, 0, codes, r0, n);
+            } else {
+                for (int r = r0; r < r0 + n; r++) {
+                    codes[r] = new int[cols];
+                    for (int j = 0; j < cols; j++) {
+                        codes[r][j] = cb.getInt();
+                    }
+                }
+            }
+            java.nio.ByteBuffer sb = java.nio.ByteBuffer.wrap(g.getBinary("scales", 0).getBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            java.nio.ByteBuffer zb = java.nio.ByteBuffer.wrap(g.getBinary("zeros", 0).getBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int r = r0; r < r0 + n; r++) {
+                for (int k = 0; k < groups; k++) {
+                    scales[r][k] = org.babaiquant.io.SafeTensors.halfToFloat(sb.getShort());
+                    zeros[r][k] = zb.getInt();
+                }
+            }
+            byte[] pb = g.getBinary("perm", 0).getBytes();
+            if (pb.length > 0) {
+                java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(pb).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                perm = new int[cols];
+                for (int j = 0; j < cols; j++) {
+                    perm[j] = b.getInt();
+                }
+            }
+        }
+        return new LayerShards(layer, first.getString("method", 0), bits, gs, nRows, cols, first.getString("dtype", 0), codes, scales,
+                zeros, perm, first.getString("fingerprint", 0));
+    }
+
+    public static Path dir(String out, String kind, String layer) {
+        return new Path(new Path(new Path(out), kind), "layer=" + layer);
+    }
+
+    /** Writes groups to one Parquet file (deterministic bytes for the same rows). */
+    public static void write(Configuration conf, Path file, MessageType schema, Map<String, String> meta, List<Group> rows)
+            throws IOException {
+        try (ParquetWriter<Group> w = ExampleParquetWriter.builder(HadoopOutputFile.fromPath(file, conf))
+                .withType(schema).withConf(conf).withCompressionCodec(CompressionCodecName.SNAPPY)
+                .withWriteMode(ParquetFileWriter.Mode.CREATE).withExtraMetaData(meta).build()) {
+            for (Group g : rows) {
+                w.write(g);
+            }
+        }
+    }
+
+    public static SimpleGroupFactory groups(MessageType schema) {
+        return new SimpleGroupFactory(schema);
+    }
+
+    /** Reads every row of every Parquet file under {@code OUT/kind/layer=*} (layers sorted by name). */
+    public static void readAll(Configuration conf, String out, String kind, Consumer<Group> visitor) {
+        Path root = new Path(new Path(out), kind);
+        try {
+            FileSystem fs = root.getFileSystem(conf);
+            if (!fs.exists(root)) {
+                throw new BadInputException("no " + kind + " under " + out + " (is it a quantize output?)");
+            }
+            FileStatus[] layers = fs.listStatus(root, p -> p.getName().startsWith("layer="));
+            Arrays.sort(layers, Comparator.comparing(s -> s.getPath().getName()));
+            for (FileStatus l : layers) {
+                readDir(conf, l.getPath(), visitor);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + root + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Reads every row of the Parquet files of one directory; returns false when it does not exist. */
+    public static boolean readDir(Configuration conf, Path dir, Consumer<Group> visitor) {
+        try {
+            FileSystem fs = dir.getFileSystem(conf);
+            if (!fs.exists(dir)) {
+                return false;
+            }
+            List<FileStatus> files = new ArrayList<>(Arrays.asList(fs.listStatus(dir, p -> p.getName().endsWith(".parquet"))));
+            files.sort(Comparator.comparing(s -> s.getPath().getName()));
+            for (FileStatus f : files) {
+                try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromStatus(f, conf))) {
+                    MessageType schema = r.getFooter().getFileMetaData().getSchema();
+                    PageReadStore pages;
+                    while ((pages = r.readNextRowGroup()) != null) {
+                        RecordReader<Group> rr = new ColumnIOFactory().getColumnIO(schema).getRecordReader(pages, new GroupRecordConverter(schema));
+                        for (long i = 0; i < pages.getRowCount(); i++) {
+                            visitor.accept(rr.read());
+                        }
+                    }
+                } catch (IOException | RuntimeException e) {
+                    throw new BadInputException("cannot read " + f.getPath() + " (truncated or not Parquet?): " + e.getMessage(), e);
+                }
+            }
+            return true;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + dir + ": " + e.getMessage(), e);
+        }
+    }
+}
