@@ -1,0 +1,374 @@
+package org.babaiquant.cli;
+
+import org.babaiquant.core.ColumnOrder;
+import org.babaiquant.core.GptqSolver;
+import org.babaiquant.core.HessianAccumulator;
+import org.babaiquant.core.Json;
+import org.babaiquant.core.LayerReport;
+import org.babaiquant.core.Method;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.io.Npy;
+import org.babaiquant.nonclip.Hptq;
+import org.babaiquant.nonclip.HptqFormat;
+import org.babaiquant.nonclip.Ssqr;
+import org.babaiquant.nonclip.SsqrFormat;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code compare}: every method on the same layers at matched bits per weight. The lattice methods with a grid (RTN,
+ * GPTQ with and without clipping, Babai) get {@code floor(B)} bits and the group size whose GPTQ-checkpoint size is
+ * nearest to B; HPTQ and HRTN are searched to B itself; SSQR gets {@code floor(B)} bits, the smallest group size that
+ * leaves room for at least 0.1% outliers under B, and the outlier rate that spends the rest (32 bits per outlier: a
+ * 16-bit column and a 16-bit code). Bits per weight are measured from the bytes of each stored form.
+ */
+@Command(name = "compare", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Compare RTN, GPTQ (clip / no clip), Babai, SSQR, HRTN and HPTQ at matched bits",
+                "per weight on real layers (default: the bundled MiniLM layer-0 linears),",
+                "calibrated on Brown-corpus activations, evaluated on held-out Austen text.",
+                "Grid methods get floor(B) bits and the group size whose GPTQ checkpoint size is",
+                "nearest B; HPTQ/HRTN are searched to B; SSQR gets floor(B) bits and the outlier",
+                "rate that fills B (at least 0.1%%, 32 bits per outlier).",
+                "Columns: bpw = bits per weight of the stored form (GPTQ checkpoint layout for",
+                "rtn/gptq/babai, the SsqrFormat / HptqFormat bytes for the others);",
+                "eval_err = ‖XeWᵀ−XeQᵀ‖/‖XeWᵀ‖ on held-out rows; loss/bound = Σ loss / Σ Babai",
+                "bound (a guarantee only without clipping); overflow = codes outside [0, maxq]:",
+                "clamped (clip), kept (no clip: such codes do not fit the GPTQ layout whose",
+                "size is shown), or SSQR's stored outliers."})
+public final class CompareCommand implements Callable<Integer> {
+    @Option(names = "--data", paramLabel = "DIR", description = "data folder (default: the bundled data/minilm-l6-v2)")
+    Path data;
+
+    @Option(names = "--layers", split = ",", paramLabel = "NAME",
+            description = "layers of the data folder (default: q_proj,k_proj,v_proj,o_proj,ffn_up,ffn_down)")
+    List<String> layers;
+
+    @Option(names = "--targets", split = ",", defaultValue = "3.125,4.125",
+            description = "bits per weight to match (default: ${DEFAULT-VALUE})")
+    List<Double> targets;
+
+    @Option(names = "--order", defaultValue = "natural",
+            description = "GPTQ column order for gptq, gptq-noclip, ssqr and hptq (default: ${DEFAULT-VALUE});"
+                    + " babai always uses min-pivot")
+    String order;
+
+    @Option(names = "--damp", defaultValue = "0.01", description = "damping (default: ${DEFAULT-VALUE})")
+    double damp;
+
+    @Option(names = "--baseline-grid", defaultValue = "mse",
+            description = "grid of rtn/gptq/babai: mse (shrink search, as SSQR starts from) or minmax (default: ${DEFAULT-VALUE})")
+    String baselineGrid;
+
+    @Option(names = "--ssqr-rate", paramLabel = "R", description = "SSQR outlier rate (default: what fills the budget)")
+    Double ssqrRate;
+
+    @Option(names = "--ssqr-group-size", paramLabel = "G", description = "SSQR group size (default: chosen per budget)")
+    Integer ssqrGroupSize;
+
+    @Option(names = "--csv", paramLabel = "FILE", description = "also write the table as CSV")
+    Path csv;
+
+    @Option(names = "--json", paramLabel = "FILE", description = "also write the table as JSON")
+    Path json;
+
+    static final List<String> METHODS = List.of("rtn", "gptq", "gptq-noclip", "babai", "ssqr", "hrtn", "hptq");
+    /** Group sizes the matched-bits rule chooses from; −1 is one scale per row. */
+    private static final int[] GROUP_SIZES = {32, 64, 128, 256, 512, 1024, 2048, 4096, -1};
+    /** SSQR's smallest outlier budget: below it the outliers could not absorb GPTQ's overflow. */
+    static final double SSQR_MIN_RATE = 0.001;
+    static final double SSQR_MAX_RATE = 0.05;
+    /** An outlier's cost in the SSQR file: a 2-byte column index and a 2-byte code. */
+    private static final int BITS_PER_OUTLIER = 32;
+
+    /** One line of the table. {@code overflow} is −1 where it does not apply. */
+    record Row(String layer, double target, String method, String config, double bitsPerWeight, double evalRelError,
+               double loss, double bound, long overflow, double seconds) {
+        Map<String, Object> toMap() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("layer", layer);
+            m.put("target_bits", target);
+            m.put("method", method);
+            m.put("config", config);
+            m.put("bits_per_weight", bitsPerWeight);
+            m.put("eval_rel_error", evalRelError);
+            m.put("loss", loss);
+            m.put("bound", bound);
+            m.put("loss_over_bound", loss / bound);
+            m.put("overflow", overflow);
+            m.put("seconds", seconds);
+            return m;
+        }
+    }
+
+    @Override
+    public Integer call() {
+        Path dir = data != null ? data : MiniLmLayer0.defaultDir();
+        List<MiniLmLayer0.Linear> linears = selectLayers();
+        ColumnOrder ord = ColumnOrder.parse(order);
+        boolean mse = switch (baselineGrid) {
+            case "mse" -> true;
+            case "minmax" -> false;
+            default -> throw new IllegalArgumentException("--baseline-grid must be mse or minmax, got " + baselineGrid);
+        };
+        for (double t : targets) {
+            if (!(t > 2) || t > 8.5) {
+                throw new IllegalArgumentException("targets must be in (2, 8.5] bits per weight, got " + t);
+            }
+        }
+        GptqSolver.Options base = new GptqSolver.Options(Method.GPTQ, new QuantGrid.Spec(4, -1, false, mse), ord,
+                true, damp, 128, 6);
+        System.out.println("babai-quant compare: " + dir + ", order " + ord + " (babai: min-pivot), baseline grid "
+                + baselineGrid + ", damp " + damp);
+        String header = String.format(Locale.ROOT, "%-9s %6s  %-12s %-24s %7s %9s %10s %8s %6s",
+                "layer", "target", "method", "config", "bpw", "eval_err", "loss/bound", "overflow", "sec");
+        System.out.println(header);
+        List<Row> rows = new ArrayList<>();
+        Map<String, double[][]> hessians = new HashMap<>();
+        Map<String, double[][]> evals = new HashMap<>();
+        for (MiniLmLayer0.Linear lin : linears) {
+            double[][] w = Npy.readMatrix(lin.weight(dir));
+            double[][] h = hessians.computeIfAbsent(lin.site(),
+                    s -> new HessianAccumulator(w[0].length).add(Npy.readMatrixF32(lin.calib(dir))).hessian());
+            double[][] xe = evals.computeIfAbsent(lin.site(), s -> Npy.readMatrix(lin.eval(dir)));
+            for (double target : targets) {
+                for (Row row : compareLayer(lin.name(), w, h, xe, target, base)) {
+                    rows.add(row);
+                    System.out.println(format(row));
+                }
+            }
+        }
+        List<Map<String, Object>> summary = summary(rows);
+        write(rows, summary, dir, ord);
+        return 0;
+    }
+
+    private List<MiniLmLayer0.Linear> selectLayers() {
+        if (layers == null || layers.isEmpty()) {
+            return MiniLmLayer0.LINEARS;
+        }
+        List<MiniLmLayer0.Linear> out = new ArrayList<>();
+        for (String name : layers) {
+            MiniLmLayer0.Linear found = MiniLmLayer0.LINEARS.stream().filter(l -> l.name().equals(name.trim()))
+                    .findFirst().orElseThrow(() -> new IllegalArgumentException("unknown layer '" + name
+                            + "'; the data folder has " + MiniLmLayer0.LINEARS.stream().map(MiniLmLayer0.Linear::name)
+                            .toList()));
+            out.add(found);
+        }
+        return out;
+    }
+
+    /** The seven methods on one layer at one target. */
+    List<Row> compareLayer(String name, double[][] w, double[][] h, double[][] xe, double target,
+                           GptqSolver.Options base) {
+        int rows = w.length;
+        int cols = w[0].length;
+        List<Row> out = new ArrayList<>();
+
+        // the grid methods: floor(B) bits, the group size whose checkpoint size is nearest B
+        int bits = (int) Math.floor(target);
+        int gs = nearestGroupSize(rows, cols, bits, target);
+        QuantGrid.Spec spec = new QuantGrid.Spec(bits, gs, false, base.grid().mse());
+        QuantGrid grid = QuantGrid.fit(liveWeights(w, h), spec); // fitted once, as the solver would, for all four
+        String cfg = bits + "b g" + gs + (spec.mse() ? " mse" : " minmax");
+        out.add(gridRow(name, target, "rtn", cfg, w, h, xe, base.withMethod(Method.RTN).withGrid(spec), grid));
+        out.add(gridRow(name, target, "gptq", cfg, w, h, xe, base.withGrid(spec), grid));
+        out.add(gridRow(name, target, "gptq-noclip", cfg, w, h, xe, base.withGrid(spec).withClip(false), grid));
+        out.add(gridRow(name, target, "babai", cfg + " min-pivot", w, h, xe, base.withMethod(Method.BABAI)
+                .withGrid(spec).withClip(false).withOrder(ColumnOrder.MIN_PIVOT), grid));
+
+        // SSQR: floor(B) bits and an outlier rate that spends what the dense part leaves of B
+        int sg = ssqrGroupSize != null ? ssqrGroupSize : ssqrGroupSize(rows, cols, bits, target);
+        double rate = ssqrRate != null ? ssqrRate : ssqrRate(rows, cols, bits, sg, target);
+        long t0 = System.nanoTime();
+        Ssqr.Result s = Ssqr.quantize(w, h, Ssqr.Options.of(bits, sg, rate, base));
+        double sec = (System.nanoTime() - t0) / 1e9;
+        double err = GptqSolver.relativeOutputError(xe, w, matrix(SsqrFormat.read(s.bytes()).dequantize(), cols));
+        out.add(new Row(name, target, "ssqr", String.format(Locale.ROOT, "%db g%d r=%.2f%% m=%.3f", bits, sg,
+                100 * rate, s.multiplier()), s.bitsPerWeight(), err, s.lattice().report().loss(),
+                s.lattice().report().bound(), s.layer().outliers(), sec));
+
+        for (Hptq.Kind kind : new Hptq.Kind[] {Hptq.Kind.HRTN, Hptq.Kind.HPTQ}) {
+            t0 = System.nanoTime();
+            Hptq.Result r = Hptq.quantize(w, h, Hptq.Options.of(kind, target, base));
+            sec = (System.nanoTime() - t0) / 1e9;
+            err = GptqSolver.relativeOutputError(xe, w, matrix(HptqFormat.dequantize(r.bytes()), cols));
+            out.add(new Row(name, target, kind.cliName, String.format(Locale.ROOT, "s=%.4g", (double) r.layer().scale()),
+                    r.bitsPerWeight(), err, r.lattice().report().loss(), r.lattice().report().bound(), -1, sec));
+        }
+        return out;
+    }
+
+    private static Row gridRow(String name, double target, String label, String cfg, double[][] w, double[][] h,
+                               double[][] xe, GptqSolver.Options opt, QuantGrid grid) {
+        long t0 = System.nanoTime();
+        QuantizedLayer q = GptqSolver.quantize(w, h, opt, grid);
+        double sec = (System.nanoTime() - t0) / 1e9;
+        LayerReport rep = q.report();
+        long overflow = rep.clipped();
+        if (!opt.clip()) {
+            for (int[] row : q.codes()) {
+                for (int c : row) {
+                    if (c < 0 || c > grid.maxq) {
+                        overflow++;
+                    }
+                }
+            }
+        }
+        return new Row(name, target, label, cfg, rep.bitsPerWeight, GptqSolver.relativeOutputError(xe, w, q.dequant()),
+                rep.loss(), rep.bound(), overflow, sec);
+    }
+
+    /** The group size (from {@link #GROUP_SIZES}) whose GPTQ checkpoint size is nearest the target; ties: smaller. */
+    public static int nearestGroupSize(int rows, int cols, int bits, double target) {
+        int best = -1;
+        double bestGap = Double.POSITIVE_INFINITY;
+        for (int g : GROUP_SIZES) {
+            if (g != -1 && g >= cols) {
+                continue;
+            }
+            int gsEff = g == -1 ? cols : g;
+            double[][] dummy = new double[rows][(cols + gsEff - 1) / gsEff];
+            double bpw = GptqSolver.checkpointBitsPerWeight(rows, cols, QuantGrid.of(bits, g, cols, dummy, dummy), false);
+            double gap = Math.abs(bpw - target);
+            if (gap < bestGap - 1e-12) {
+                bestGap = gap;
+                best = g;
+            }
+        }
+        return best;
+    }
+
+    /** SSQR's size without outliers, in bits per weight, from the format's own size formula. */
+    public static double ssqrDenseBits(int rows, int cols, int bits, int groupSize) {
+        int gsEff = groupSize == -1 ? cols : Math.min(groupSize, cols);
+        int groups = (cols + gsEff - 1) / gsEff;
+        int w = cols <= 0xFFFF ? 2 : 4;
+        return 8.0 * SsqrFormat.size(rows, cols, groups, bits, 0, w, 2) / ((double) rows * cols);
+    }
+
+    /** The smallest group size that leaves room for {@link #SSQR_MIN_RATE} outliers under the target; else −1. */
+    public static int ssqrGroupSize(int rows, int cols, int bits, double target) {
+        for (int g : GROUP_SIZES) {
+            if (g != -1 && g >= cols) {
+                continue;
+            }
+            if (ssqrDenseBits(rows, cols, bits, g) + BITS_PER_OUTLIER * SSQR_MIN_RATE <= target) {
+                return g;
+            }
+        }
+        return -1;
+    }
+
+    /** The outlier rate that fills the target, clamped to [0.1%, 5%]. */
+    public static double ssqrRate(int rows, int cols, int bits, int groupSize, double target) {
+        double r = (target - ssqrDenseBits(rows, cols, bits, groupSize)) / BITS_PER_OUTLIER;
+        return Math.min(SSQR_MAX_RATE, Math.max(SSQR_MIN_RATE, r));
+    }
+
+    /** W with the columns of inputs that never fired zeroed, which is what the solver fits its grid on. */
+    private static double[][] liveWeights(double[][] w, double[][] h) {
+        double[][] live = new double[w.length][];
+        for (int r = 0; r < w.length; r++) {
+            live[r] = w[r].clone();
+            for (int j = 0; j < live[r].length; j++) {
+                if (h[j][j] == 0) {
+                    live[r][j] = 0;
+                }
+            }
+        }
+        return live;
+    }
+
+    private static double[][] matrix(float[] flat, int cols) {
+        double[][] m = new double[flat.length / cols][cols];
+        for (int i = 0; i < flat.length; i++) {
+            m[i / cols][i % cols] = flat[i];
+        }
+        return m;
+    }
+
+    private static String format(Row r) {
+        return String.format(Locale.ROOT, "%-9s %6.3f  %-12s %-24s %7.4f %9.5f %10.4f %8s %6.2f", r.layer(), r.target(),
+                r.method(), r.config(), r.bitsPerWeight(), r.evalRelError(), r.loss() / r.bound(),
+                r.overflow() < 0 ? "-" : String.valueOf(r.overflow()), r.seconds());
+    }
+
+    /** Per target and method: mean bits per weight and mean error over the layers, and wins against gptq. */
+    private static List<Map<String, Object>> summary(List<Row> rows) {
+        List<Map<String, Object>> out = new ArrayList<>();
+        List<Double> ts = rows.stream().map(Row::target).distinct().toList();
+        System.out.println();
+        System.out.println(String.format(Locale.ROOT, "%6s  %-12s %9s %13s %15s", "target", "method", "mean_bpw",
+                "mean_eval_err", "better_than_gptq"));
+        for (double t : ts) {
+            for (String m : METHODS) {
+                List<Row> mine = rows.stream().filter(r -> r.target() == t && r.method().equals(m)).toList();
+                if (mine.isEmpty()) {
+                    continue;
+                }
+                double bpw = mine.stream().mapToDouble(Row::bitsPerWeight).average().orElse(Double.NaN);
+                double err = mine.stream().mapToDouble(Row::evalRelError).average().orElse(Double.NaN);
+                long wins = mine.stream().filter(r -> rows.stream().anyMatch(g -> g.target() == t
+                        && g.layer().equals(r.layer()) && g.method().equals("gptq")
+                        && r.evalRelError() < g.evalRelError())).count();
+                System.out.println(String.format(Locale.ROOT, "%6.3f  %-12s %9.4f %13.5f %11d / %d", t, m, bpw, err,
+                        wins, mine.size()));
+                Map<String, Object> s = new LinkedHashMap<>();
+                s.put("target_bits", t);
+                s.put("method", m);
+                s.put("mean_bits_per_weight", bpw);
+                s.put("mean_eval_rel_error", err);
+                s.put("layers_better_than_gptq", wins);
+                s.put("layers", mine.size());
+                out.add(s);
+            }
+        }
+        return out;
+    }
+
+    private void write(List<Row> rows, List<Map<String, Object>> summary, Path dir, ColumnOrder ord) {
+        try {
+            if (csv != null) {
+                List<String> lines = new ArrayList<>();
+                lines.add("layer,target_bits,method,config,bits_per_weight,eval_rel_error,loss,bound,loss_over_bound,"
+                        + "overflow,seconds");
+                for (Row r : rows) {
+                    lines.add(String.join(",", r.layer(), Double.toString(r.target()), r.method(),
+                            "\"" + r.config() + "\"", Double.toString(r.bitsPerWeight()),
+                            Double.toString(r.evalRelError()), Double.toString(r.loss()), Double.toString(r.bound()),
+                            Double.toString(r.loss() / r.bound()), Long.toString(r.overflow()),
+                            Double.toString(r.seconds())));
+                }
+                Files.write(csv, lines, StandardCharsets.UTF_8);
+                System.out.println("wrote " + csv);
+            }
+            if (json != null) {
+                Map<String, Object> m = new LinkedHashMap<>();
+                m.put("data", dir.toString());
+                m.put("order", ord.cliName);
+                m.put("baseline_grid", baselineGrid);
+                m.put("damp", damp);
+                m.put("rows", rows.stream().map(Row::toMap).toList());
+                m.put("summary", summary);
+                Files.writeString(json, Json.write(m), StandardCharsets.UTF_8);
+                System.out.println("wrote " + json);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the comparison: " + e.getMessage(), e);
+        }
+    }
+}
