@@ -109,6 +109,40 @@ class QuantizeStageTest {
     }
 
     @Test
+    void noClipRepresentationsAreStoredInTheirOwnFormatWithBitsFromTheBytes(@TempDir Path tmp) {
+        for (String scheme : new String[] {"ssqr", "hptq", "hrtn"}) {
+            Path out = tmp.resolve(scheme);
+            QuantizeJob.Config c = new QuantizeJob.Config(model.toString(), hessians.toString(), out.toString(), Method.GPTQ, 3, 128,
+                    false, false, ColumnOrder.ACT_ORDER, false, 0.01, 128, ".*self\\.(query|value).*", List.of(), null, eval.toString(), 256, "cpu",
+                    0, false, scheme, 0.01, 3.125);
+            QuantizeJob.run(SPARK, c, s -> { });
+            List<double[]> figures = new ArrayList<>();
+            QuantizedLayout.readAll(CONF, out.toString(), "reports", g -> {
+                assertEquals(scheme, g.getString("method", 0));
+                if (!scheme.equals("hrtn")) { // round to nearest has no Babai guarantee; the two GPTQ-based ones do
+                    assertEquals(0, g.getInteger("bound_violations", 0), scheme);
+                }
+                figures.add(new double[] {g.getDouble("bits_per_weight", 0), g.getDouble("eval_rel_error", 0)});
+            });
+            assertEquals(2, figures.size());
+            for (double[] f : figures) {
+                if (!scheme.equals("ssqr")) {
+                    assertTrue(f[0] <= 3.125 && f[0] >= 3.125 - 0.005, scheme + " bits/weight " + f[0]);
+                }
+                assertTrue(f[1] > 0 && f[1] < 0.3, scheme + " eval " + f[1]);
+            }
+            QuantizedLayout.LayerShards l = QuantizedLayout.readLayer(CONF, out.toString(), HF_NAMES.get("q_proj"));
+            assertEquals(scheme, l.representation());
+            double[][] dq = l.dequant();
+            assertEquals(384, dq.length);
+            QuantizeLayerCliTest.Run refused = QuantizeLayerCliTest.run("export", "--quantized", out.toString(), "--model", model.toString(),
+                    "--out", tmp.resolve("x" + scheme).toString());
+            assertEquals(2, refused.status());
+            assertTrue(refused.err().contains("only gptq, babai and rtn"), refused.err());
+        }
+    }
+
+    @Test
     void reportsHoldTheBoundFiguresAndHeldOutError(@TempDir Path tmp) {
         Path out = tmp.resolve("q");
         QuantizeJob.run(SPARK, cfg(out, Method.GPTQ, ColumnOrder.MIN_PIVOT, false, null, List.of()), s -> { });

@@ -32,8 +32,14 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, paramLabel = "URI", description = "output root")
     String out;
 
-    @Option(names = "--method", defaultValue = "gptq", description = "gptq | babai | rtn (default: ${DEFAULT-VALUE})")
+    @Option(names = "--method", defaultValue = "gptq", description = "gptq | babai | rtn | ssqr | hptq | hrtn (default: ${DEFAULT-VALUE})")
     String method;
+
+    @Option(names = "--outlier-rate", defaultValue = "0.01", description = "ssqr: target outlier density (default: ${DEFAULT-VALUE})")
+    double outlierRate;
+
+    @Option(names = "--target-bits", defaultValue = "0", description = "hptq/hrtn: target bits per weight incl. tables, e.g. 3.125")
+    double targetBits;
 
     @Option(names = "--bits", defaultValue = "4", description = "(default: ${DEFAULT-VALUE})")
     int bits;
@@ -102,9 +108,10 @@ public final class QuantizeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--backend must be auto, cpu or cuda, got " + backend);
         }
         new QuantGrid.Spec(bits, groupSize, false, false); // validates early
-        return new QuantizeJob.Config(model, hessians, out, Method.parse(method), bits, groupSize,
-                symmetry != null && symmetry.sym, mse, ColumnOrder.parse(order), !noClip, damp, blockSize, layers, map, mapFile,
-                evalActivations, evalTokens, backend, 0, force);
+        boolean nonClip = List.of("ssqr", "hptq", "hrtn").contains(method);
+        return new QuantizeJob.Config(model, hessians, out, nonClip ? Method.GPTQ : Method.parse(method), bits, groupSize,
+                symmetry != null && symmetry.sym, mse, ColumnOrder.parse(order), !noClip && !nonClip, damp, blockSize, layers, map,
+                mapFile, evalActivations, evalTokens, backend, 0, force, nonClip ? method : "lattice", outlierRate, targetBits);
     }
 
     @Override

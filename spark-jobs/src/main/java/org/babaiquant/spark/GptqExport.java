@@ -49,6 +49,11 @@ public final class GptqExport {
         String[] run = new String[3];
         QuantizedLayout.readAll(conf, quantized, "reports", g -> {
             String name = g.getString("layer", 0);
+            String m = g.getString("method", 0);
+            if (m.equals("ssqr") || m.equals("hptq") || m.equals("hrtn")) {
+                throw new BadInputException("layer " + name + " is " + m + ": only gptq, babai and rtn outputs can be exported in the "
+                        + "GPTQ format (" + m + " keeps its own binary format in the shards' payload column)");
+            }
             if (!g.getBoolean("clip", 0)) {
                 throw new BadInputException("layer " + name + " was quantized with --no-clip: its codes fall outside [0, 2^bits−1] and "
                         + "cannot be stored in the GPTQ format (use the shards, or re-quantize with clipping)");

@@ -50,13 +50,37 @@ public final class QuantizeJob {
     public record Config(String model, String hessians, String out, Method method, int bits, int groupSize, boolean sym,
                          boolean mse, ColumnOrder order, boolean clip, double damp, int blockSize, String layers,
                          List<String> map, String mapFile, String evalActivations, int evalTokens, String backend,
-                         int partitions, boolean force) implements Serializable {
+                         int partitions, boolean force, String scheme, double outlierRate, double targetBits)
+            implements Serializable {
+        /** The lattice methods (gptq | babai | rtn): {@code scheme} "lattice". */
+        public Config(String model, String hessians, String out, Method method, int bits, int groupSize, boolean sym,
+                      boolean mse, ColumnOrder order, boolean clip, double damp, int blockSize, String layers,
+                      List<String> map, String mapFile, String evalActivations, int evalTokens, String backend,
+                      int partitions, boolean force) {
+            this(model, hessians, out, method, bits, groupSize, sym, mse, order, clip, damp, blockSize, layers, map, mapFile,
+                    evalActivations, evalTokens, backend, partitions, force, "lattice", 0.01, 0);
+        }
+
+        public Config {
+            if (!List.of("lattice", "ssqr", "hptq", "hrtn").contains(scheme)) {
+                throw new IllegalArgumentException("scheme must be lattice, ssqr, hptq or hrtn, got " + scheme);
+            }
+            if ((scheme.equals("hptq") || scheme.equals("hrtn")) && !(targetBits > 1)) {
+                throw new IllegalArgumentException(scheme + " needs --target-bits > 1, got " + targetBits);
+            }
+        }
+
+        /** The method's name as users see it (gptq, babai, rtn, ssqr, hptq, hrtn). */
+        public String methodName() {
+            return scheme.equals("lattice") ? method.cliName : scheme;
+        }
+
         String paramsJson() {
             return String.format(Locale.ROOT, "{\"method\": \"%s\", \"bits\": %d, \"group_size\": %d, \"sym\": %b, \"mse\": %b, "
                             + "\"order\": \"%s\", \"clip\": %b, \"damp\": %s, \"block_size\": %d, \"scales\": \"float16\", "
-                            + "\"eval_tokens\": %d, \"format_version\": %d}",
-                    method.cliName, bits, groupSize, sym, mse, order.cliName, clip, damp, blockSize, evalTokens,
-                    QuantizedLayout.VERSION);
+                            + "\"outlier_rate\": %s, \"target_bits\": %s, \"eval_tokens\": %d, \"format_version\": %d}",
+                    methodName(), bits, groupSize, sym, mse, order.cliName, clip, damp, blockSize, outlierRate, targetBits,
+                    evalTokens, QuantizedLayout.VERSION);
         }
     }
 
@@ -183,6 +207,9 @@ public final class QuantizeJob {
             w = model.readMatrix(l.name());
         }
         HessianArtifact.Loaded h = HessianArtifact.read(conf, cfg.hessians(), l.site());
+        if (!cfg.scheme().equals("lattice")) {
+            return quantizeNonClip(l, cfg, conf, w, h, fp, t0);
+        }
         GptqSolver.Options opt = new GptqSolver.Options(cfg.method(), new QuantGrid.Spec(cfg.bits(), cfg.groupSize(), cfg.sym(), cfg.mse()),
                 cfg.order(), cfg.clip(), cfg.damp(), cfg.blockSize(), 6);
         QuantizedLayer q = GptqSolver.quantize(w, h.h(), opt, float16Grid(w, opt.grid()));
@@ -195,6 +222,70 @@ public final class QuantizeJob {
         rep.seconds = (System.nanoTime() - t0) / 1e9;
         commit(conf, cfg, l, q, fp);
         return new Outcome(l.name(), false, rep.seconds, rep.loss(), rep.bound(), rep.clipped(), rep.evalRelError);
+    }
+
+    /**
+     * SSQR / HPTQ / HRTN: the no-clipping representations of the paper, stored as their own binary format in one
+     * shard row ({@code representation}, {@code payload}); bits per weight from the bytes.
+     */
+    private static Outcome quantizeNonClip(Layer l, Config cfg, Configuration conf, double[][] w, HessianArtifact.Loaded h,
+                                           String fp, long t0) throws IOException {
+        GptqSolver.Options gopt = new GptqSolver.Options(Method.GPTQ, new QuantGrid.Spec(cfg.bits(), cfg.groupSize(), cfg.sym(), true),
+                cfg.order(), false, cfg.damp(), cfg.blockSize(), 6);
+        byte[] payload;
+        QuantizedLayer lattice;
+        double bpw;
+        float[] dq;
+        if (cfg.scheme().equals("ssqr")) {
+            org.babaiquant.nonclip.Ssqr.Result r = org.babaiquant.nonclip.Ssqr.quantize(w, h.h(),
+                    org.babaiquant.nonclip.Ssqr.Options.of(cfg.bits(), cfg.groupSize(), cfg.outlierRate(), gopt));
+            payload = r.bytes();
+            lattice = r.lattice();
+            bpw = r.bitsPerWeight();
+            dq = r.layer().dequantize();
+        } else {
+            org.babaiquant.nonclip.Hptq.Kind kind = cfg.scheme().equals("hptq") ? org.babaiquant.nonclip.Hptq.Kind.HPTQ
+                    : org.babaiquant.nonclip.Hptq.Kind.HRTN;
+            org.babaiquant.nonclip.Hptq.Result r = org.babaiquant.nonclip.Hptq.quantize(w, h.h(),
+                    org.babaiquant.nonclip.Hptq.Options.of(kind, cfg.targetBits(), gopt));
+            payload = r.bytes();
+            lattice = r.lattice();
+            bpw = r.bitsPerWeight();
+            dq = r.layer().dequantize();
+        }
+        LayerReport rep = lattice.report();
+        rep.tokens = h.meta().tokens();
+        rep.bitsPerWeight = bpw;
+        if (cfg.evalActivations() != null) {
+            double[][] q = new double[l.rows()][l.cols()];
+            for (int r = 0; r < l.rows(); r++) {
+                for (int j = 0; j < l.cols(); j++) {
+                    q[r][j] = dq[r * l.cols() + j];
+                }
+            }
+            rep.evalRelError = GptqSolver.relativeOutputError(evalRows(conf, cfg.evalActivations(), l.site(), l.cols(), cfg.evalTokens()), w, q);
+        }
+        rep.seconds = (System.nanoTime() - t0) / 1e9;
+        Map<String, String> meta = Map.of("babai.format", "quantized-shard", "babai.version", String.valueOf(QuantizedLayout.VERSION),
+                "babai.params", cfg.paramsJson());
+        Group shard = QuantizedLayout.groups(QuantizedLayout.SHARD).newGroup().append("layer", l.name()).append("method", cfg.methodName())
+                .append("order", cfg.order().cliName).append("bits", cfg.bits()).append("group_size", cfg.groupSize())
+                .append("sym", cfg.sym()).append("clip", false).append("rows", l.rows()).append("cols", l.cols())
+                .append("row_start", 0).append("row_count", l.rows()).append("dtype", l.dtype()).append("codes_packing", "none")
+                .append("codes", Binary.EMPTY).append("scales", Binary.EMPTY).append("zeros", Binary.EMPTY)
+                .append("perm", Binary.fromConstantByteArray(intBytes(lattice.perm()))).append("fingerprint", fp)
+                .append("format_version", QuantizedLayout.VERSION).append("representation", cfg.methodName())
+                .append("payload", Binary.fromConstantByteArray(payload));
+        commitFiles(conf, cfg, l, meta, List.of(shard), rowRows(l, rep), reportRow(l, rep, fp, cfg.methodName()));
+        return new Outcome(l.name(), false, rep.seconds, rep.loss(), rep.bound(), rep.clipped(), rep.evalRelError);
+    }
+
+    private static byte[] intBytes(int[] v) {
+        ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+        for (int x : v) {
+            b.putInt(x);
+        }
+        return b.array();
     }
 
     /** The grid with its scales rounded to float16 before the pass: what is stored is exactly what was solved for. */
@@ -252,15 +343,19 @@ public final class QuantizeJob {
     }
 
     private static void commit(Configuration conf, Config cfg, Layer l, QuantizedLayer q, String fp) throws IOException {
-        Path tmp = new Path(new Path(cfg.out(), "_tmp"), UUID.randomUUID().toString());
-        FileSystem fs = tmp.getFileSystem(conf);
         Map<String, String> meta = Map.of("babai.format", "quantized-shard", "babai.version", String.valueOf(QuantizedLayout.VERSION),
                 "babai.params", cfg.paramsJson());
+        commitFiles(conf, cfg, l, meta, shardRows(l, cfg, q, fp), rowRows(l, q.report()), reportRow(l, q.report(), fp, cfg.methodName()));
+    }
+
+    private static void commitFiles(Configuration conf, Config cfg, Layer l, Map<String, String> meta, List<Group> shards,
+                                    List<Group> rows, Group report) throws IOException {
+        Path tmp = new Path(new Path(cfg.out(), "_tmp"), UUID.randomUUID().toString());
+        FileSystem fs = tmp.getFileSystem(conf);
         try {
-            QuantizedLayout.write(conf, new Path(tmp, "shards/part-00000.parquet"), QuantizedLayout.SHARD, meta, shardRows(l, cfg, q, fp));
-            QuantizedLayout.write(conf, new Path(tmp, "rows/part-00000.parquet"), QuantizedLayout.ROWS, meta, rowRows(l, q.report()));
-            QuantizedLayout.write(conf, new Path(tmp, "reports/part-00000.parquet"), QuantizedLayout.REPORT, meta,
-                    List.of(reportRow(l, q.report(), fp)));
+            QuantizedLayout.write(conf, new Path(tmp, "shards/part-00000.parquet"), QuantizedLayout.SHARD, meta, shards);
+            QuantizedLayout.write(conf, new Path(tmp, "rows/part-00000.parquet"), QuantizedLayout.ROWS, meta, rows);
+            QuantizedLayout.write(conf, new Path(tmp, "reports/part-00000.parquet"), QuantizedLayout.REPORT, meta, List.of(report));
             for (String kind : new String[] {"shards", "rows", "reports"}) { // the report last: it marks the layer committed
                 Path dst = QuantizedLayout.dir(cfg.out(), kind, l.name());
                 if (fs.exists(dst)) {
@@ -323,7 +418,8 @@ public final class QuantizeJob {
                     .append("codes_packing", packable ? "gptq-qweight" : "int32")
                     .append("codes", Binary.fromConstantByteArray(cb.array())).append("scales", Binary.fromConstantByteArray(sb.array()))
                     .append("zeros", Binary.fromConstantByteArray(zb.array())).append("perm", Binary.fromConstantByteArray(pb.array()))
-                    .append("fingerprint", fp).append("format_version", QuantizedLayout.VERSION));
+                    .append("fingerprint", fp).append("format_version", QuantizedLayout.VERSION)
+                    .append("representation", "gptq").append("payload", Binary.EMPTY));
         }
         return out;
     }
@@ -348,9 +444,9 @@ public final class QuantizeJob {
         return out;
     }
 
-    private static Group reportRow(Layer l, LayerReport r, String fp) {
+    private static Group reportRow(Layer l, LayerReport r, String fp, String method) {
         return QuantizedLayout.groups(QuantizedLayout.REPORT).newGroup().append("layer", l.name()).append("site", l.site())
-                .append("method", r.method.cliName).append("order", r.order.cliName).append("bits", r.bits)
+                .append("method", method).append("order", r.order.cliName).append("bits", r.bits)
                 .append("group_size", r.groupSize).append("sym", r.sym).append("clip", r.clip).append("rows", r.rows)
                 .append("cols", r.cols).append("tokens", r.tokens).append("loss", r.loss()).append("bound", r.bound())
                 .append("loss_over_bound", r.lossOverBound()).append("clipped", r.clipped())

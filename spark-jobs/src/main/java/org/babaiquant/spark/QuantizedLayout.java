@@ -45,6 +45,9 @@ import java.util.function.Consumer;
  *   row_start = 0 only, empty elsewhere); fingerprint (string); format_version (int32)
  *   dequantized weight: W[r][j] = scale[r][j / group] · (code[r][j] − zero[r][j / group]); the scales were rounded
  *   to float16 BEFORE the pass, so this is exactly the lattice point the solver chose.
+ *   representation (string): "gptq" (the columns above) or "ssqr" | "hptq" | "hrtn": then the layer is ONE row whose
+ *   payload (binary) is the representation's own versioned format (org.babaiquant.nonclip.SsqrFormat / HptqFormat,
+ *   byte maps in their Javadoc) and codes/scales/zeros are empty; payload is empty for "gptq"
  *   footer key-value metadata: babai.format = quantized-shard, babai.version, babai.params (the run's JSON)
  * OUT/reports/layer=NAME/part-00000.parquet   error-bound report: one row per layer (see REPORT)
  * OUT/rows/layer=NAME/part-00000.parquet      per-row table: layer, row, loss, bound, clipped
@@ -77,6 +80,8 @@ public final class QuantizedLayout {
                     + "  required binary perm;\n"
                     + "  required binary fingerprint (STRING);\n"
                     + "  required int32 format_version;\n"
+                    + "  required binary representation (STRING);\n"
+                    + "  required binary payload;\n"
                     + "}");
 
     public static final MessageType REPORT = MessageTypeParser.parseMessageType(
@@ -124,13 +129,28 @@ public final class QuantizedLayout {
 
     /** One layer's shards read back and unpacked. */
     public record LayerShards(String layer, String method, int bits, int groupSize, int rows, int cols, String dtype,
-                              int[][] codes, double[][] scales, int[][] zeros, int[] perm, String fingerprint) {
+                              int[][] codes, double[][] scales, int[][] zeros, int[] perm, String fingerprint,
+                              String representation, byte[] payload) {
         public int groups() {
             return scales[0].length;
         }
 
-        /** W[r][j] = scale · (code − zero), in float64 from the stored float16 scales. */
+        /**
+         * W[r][j] = scale · (code − zero), in float64 from the stored float16 scales; for SSQR/HPTQ/HRTN the decoded
+         * payload (float32 values, widened).
+         */
         public double[][] dequant() {
+            if (!"gptq".equals(representation)) {
+                float[] v = "ssqr".equals(representation) ? org.babaiquant.nonclip.SsqrFormat.read(payload).dequantize()
+                        : org.babaiquant.nonclip.HptqFormat.dequantize(payload);
+                double[][] w = new double[rows][cols];
+                for (int r = 0; r < rows; r++) {
+                    for (int j = 0; j < cols; j++) {
+                        w[r][j] = v[r * cols + j];
+                    }
+                }
+                return w;
+            }
             int gs = groupSize == -1 ? cols : groupSize;
             double[][] w = new double[rows][cols];
             for (int r = 0; r < rows; r++) {
@@ -158,6 +178,17 @@ public final class QuantizedLayout {
         double[][] scales = new double[nRows][groups];
         int[][] zeros = new int[nRows][groups];
         int[] perm = null;
+        String representation = first.getString("representation", 0);
+        if (!"gptq".equals(representation)) {
+            byte[] pb = first.getBinary("perm", 0).getBytes();
+            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(pb).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            perm = new int[pb.length / 4];
+            for (int j = 0; j < perm.length; j++) {
+                perm[j] = b.getInt();
+            }
+            return new LayerShards(layer, first.getString("method", 0), bits, gs, nRows, cols, first.getString("dtype", 0), null, null,
+                    null, perm, first.getString("fingerprint", 0), representation, first.getBinary("payload", 0).getBytes());
+        }
         for (Group g : rows) {
             int r0 = g.getInteger("row_start", 0);
             int n = g.getInteger("row_count", 0);
@@ -198,7 +229,7 @@ public final class QuantizedLayout {
             }
         }
         return new LayerShards(layer, first.getString("method", 0), bits, gs, nRows, cols, first.getString("dtype", 0), codes, scales,
-                zeros, perm, first.getString("fingerprint", 0));
+                zeros, perm, first.getString("fingerprint", 0), representation, new byte[0]);
     }
 
     public static Path dir(String out, String kind, String layer) {
