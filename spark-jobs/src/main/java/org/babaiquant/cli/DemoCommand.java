@@ -86,7 +86,7 @@ public final class DemoCommand implements Callable<Integer> {
                     r.tokens = tokens.get(lin.site());
                     r.evalRelError = GptqSolver.relativeOutputError(xe, w, q.dequant());
                     done++;
-                    System.out.println(String.format(Locale.ROOT, "%-9s %4d  %-16s %9.5f %10.4f %7d %11.4g %8.3f %6.2f",
+                    ConsoleProgress.line(String.format(Locale.ROOT, "%-9s %4d  %-16s %9.5f %10.4f %7d %11.4g %8.3f %6.2f",
                             lin.name(), b, v.label(), r.evalRelError, r.lossOverBound(), r.clipped(), r.traceD,
                             r.bitsPerWeight, r.seconds));
                     csvRows.add(String.join(",", lin.name(), String.valueOf(b), v.method().cliName, v.order().cliName,
@@ -95,7 +95,7 @@ public final class DemoCommand implements Callable<Integer> {
                             fmt(r.seconds)));
                 }
             }
-            System.err.printf(Locale.ROOT, "[demo] %d/%d runs done%n", done, total);
+            ConsoleProgress.live(String.format(Locale.ROOT, "[demo] %d/%d runs done", done, total));
         }
         if (csv != null) {
             try {

@@ -56,7 +56,7 @@ public final class HessianCommand implements Callable<Integer> {
             HessianJob.checkMemory(spark, plans);
             return 0;
         }
-        HessianJob.run(spark, cfg, System.out::println);
+        HessianJob.run(spark, cfg, ConsoleProgress::accept);
         System.out.println("wrote " + out);
         return 0;
     }

@@ -127,7 +127,8 @@ public final class QuantizeCommand implements Callable<Integer> {
             System.out.print(QuantizeJob.planTable(layers, measuredRate(), slots));
             return 0;
         }
-        List<QuantizeJob.Outcome> outcomes = QuantizeJob.run(spark, cfg, System.err::println);
+        List<QuantizeJob.Outcome> outcomes = QuantizeJob.run(spark, cfg, ConsoleProgress::accept);
+        ConsoleProgress.clear();
         int skipped = 0;
         for (QuantizeJob.Outcome o : outcomes) {
             skipped += o.skipped() ? 1 : 0;
