@@ -12,7 +12,8 @@ import java.io.UncheckedIOException;
         subcommands = {QuantizeLayerCommand.class, ImportActivationsCommand.class, HessianCommand.class,
                 HessianExportCommand.class, QuantizeCommand.class, ReportCommand.class, ExportCommand.class,
                 DemoCommand.class,
-                BenchCommand.class, BenchHessianCommand.class, CompareCommand.class, BenchHuffmanCommand.class,
+                BenchCommand.class, BenchHessianCommand.class, BenchQuantizeCommand.class, CompareCommand.class,
+                BenchHuffmanCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec

@@ -23,14 +23,18 @@ import java.util.concurrent.Callable;
                 "and write quantized shards, per-row tables and error-bound reports as Parquet under --out.",
                 "Layers already committed with the same fingerprint are skipped: rerunning after a kill finishes the job."})
 public final class QuantizeCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, paramLabel = "URI", description = "model.safetensors, model.safetensors.index.json or a folder with either")
+    @Option(names = "--model", paramLabel = "URI", description = "model.safetensors, model.safetensors.index.json or a folder with either (required)")
     String model;
 
-    @Option(names = "--hessians", required = true, paramLabel = "URI", description = "Hessian artifacts (hessian stage output)")
+    @Option(names = "--hessians", paramLabel = "URI", description = "Hessian artifacts (hessian stage output; required)")
     String hessians;
 
-    @Option(names = "--out", required = true, paramLabel = "URI", description = "output root")
+    @Option(names = "--out", paramLabel = "URI", description = "output root (required)")
     String out;
+
+    @Option(names = "--plan-layout", paramLabel = "NAME",
+            description = "print the plan of a known architecture without a model: llama-7b, llama-70b (with --executors)")
+    String planLayout;
 
     @Option(names = "--method", defaultValue = "gptq", description = "gptq | babai | rtn | ssqr | hptq | hrtn (default: ${DEFAULT-VALUE})")
     String method;
@@ -103,7 +107,36 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--force", description = "recompute layers even when committed with the same fingerprint")
     boolean force;
 
+    /** Shapes [out, in] of one decoder block's linears (q, k, v, o, gate, up, down) of known architectures. */
+    static List<QuantizeJob.Layer> layout(String name) {
+        int blocks;
+        int hidden;
+        int kv;
+        int inter;
+        switch (name) {
+            case "llama-7b" -> { blocks = 32; hidden = 4096; kv = 4096; inter = 11008; }
+            case "llama-70b" -> { blocks = 80; hidden = 8192; kv = 1024; inter = 28672; }
+            default -> throw new IllegalArgumentException("unknown --plan-layout " + name + " (llama-7b, llama-70b)");
+        }
+        List<QuantizeJob.Layer> layers = new ArrayList<>();
+        for (int b = 0; b < blocks; b++) {
+            String p = "model.layers." + b + ".";
+            layers.add(new QuantizeJob.Layer(p + "self_attn.q_proj.weight", "layers." + b + ".attn_in", hidden, hidden, "BF16", "", -1));
+            layers.add(new QuantizeJob.Layer(p + "self_attn.k_proj.weight", "layers." + b + ".attn_in", kv, hidden, "BF16", "", -1));
+            layers.add(new QuantizeJob.Layer(p + "self_attn.v_proj.weight", "layers." + b + ".attn_in", kv, hidden, "BF16", "", -1));
+            layers.add(new QuantizeJob.Layer(p + "self_attn.o_proj.weight", "layers." + b + ".o_proj_in", hidden, hidden, "BF16", "", -1));
+            layers.add(new QuantizeJob.Layer(p + "mlp.gate_proj.weight", "layers." + b + ".mlp_in", inter, hidden, "BF16", "", -1));
+            layers.add(new QuantizeJob.Layer(p + "mlp.up_proj.weight", "layers." + b + ".mlp_in", inter, hidden, "BF16", "", -1));
+            layers.add(new QuantizeJob.Layer(p + "mlp.down_proj.weight", "layers." + b + ".down_proj_in", hidden, inter, "BF16", "", -1));
+        }
+        layers.sort(java.util.Comparator.comparingDouble(QuantizeJob.Layer::cost).reversed());
+        return layers;
+    }
+
     QuantizeJob.Config config() {
+        if (model == null || hessians == null || out == null) {
+            throw new IllegalArgumentException("--model, --hessians and --out are required (only --plan-layout works without them)");
+        }
         if (!List.of("auto", "cpu", "cuda").contains(backend)) {
             throw new IllegalArgumentException("--backend must be auto, cpu or cuda, got " + backend);
         }
@@ -116,6 +149,11 @@ public final class QuantizeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        if (planLayout != null) {
+            int slots = executors > 0 ? executors : Runtime.getRuntime().availableProcessors();
+            System.out.print(QuantizeJob.planTable(layout(planLayout), measuredRate(), slots));
+            return 0;
+        }
         QuantizeJob.Config cfg = config();
         SparkSession spark = SparkSupport.session(master, "babai-quant quantize");
         if ("auto".equals(backend)) {
@@ -140,10 +178,10 @@ public final class QuantizeCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** Solver FLOP/s on this machine, from one small synthetic layer (for the plan's estimate). */
+    /** Solver FLOP/s on this machine, from a warmed-up synthetic 1024×1024 layer (for the plan's estimate). */
     static double measuredRate() {
-        int rows = 512;
-        int cols = 512;
+        int rows = 1024;
+        int cols = 1024;
         Random rnd = new Random(1);
         double[][] w = new double[rows][cols];
         double[][] x = new double[2 * cols][cols];

@@ -138,8 +138,14 @@ public final class QuantizeJob {
         StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-52s %-22s %7s %7s %12s %10s %10s%n",
                 "layer", "site", "rows", "cols", "rows·cols²", "H_MiB", "peak_MiB"));
         double[] bins = new double[Math.max(1, executors)];
+        int shown = 0;
+        long peak = 0;
         for (Layer l : layers) {
-            sb.append(String.format(Locale.ROOT, "%-52s %-22s %7d %7d %12.3g %10.1f %10.1f%n", l.name(), l.site(), l.rows(),
+            peak = Math.max(peak, l.peakBytes());
+            if (shown++ == 40) {
+                sb.append(String.format(Locale.ROOT, "… %d more layers%n", layers.size() - 40));
+            }
+            if (shown <= 40) sb.append(String.format(Locale.ROOT, "%-52s %-22s %7d %7d %12.3g %10.1f %10.1f%n", l.name(), l.site(), l.rows(),
                     l.cols(), (double) l.rows() * l.cols() * l.cols(), 8.0 * l.cols() * l.cols() / 1048576,
                     l.peakBytes() / 1048576.0));
             int min = 0;
@@ -151,8 +157,9 @@ public final class QuantizeJob {
             bins[min] += l.cost() / flopsPerSecond;
         }
         double makespan = java.util.Arrays.stream(bins).max().orElse(0);
-        sb.append(String.format(Locale.ROOT, "%d layers; estimated solver time %.1f s on %d executor task slot(s) "
-                + "(largest first, measured rate %.2f GFLOP/s per slot)%n", layers.size(), makespan, bins.length, flopsPerSecond / 1e9));
+        sb.append(String.format(Locale.ROOT, "%d layers, largest peak task memory %.1f MiB; estimated solver time %.1f s (%.2f h) on %d "
+                        + "task slot(s), largest first, at the solver rate measured here (%.2f GFLOP/s per slot)%n", layers.size(),
+                peak / 1048576.0, makespan, makespan / 3600, bins.length, flopsPerSecond / 1e9));
         return sb.toString();
     }
 
