@@ -30,7 +30,7 @@ public final class ExportCommand implements Callable<Integer> {
         if (!"gptq".equals(format)) {
             throw new IllegalArgumentException("--format " + format + " is not supported: gptq is the only export format");
         }
-        GptqExport.Summary s = GptqExport.export(new Configuration(), quantized, model, out);
+        GptqExport.Summary s = GptqExport.export(org.babaiquant.spark.HadoopConfs.fromEnvironmentAndSpark(), quantized, model, out);
         System.out.println("exported " + GptqExport.describe(s));
         System.out.println("self-check passed: every layer dequantizes exactly to its shards; wrote " + out);
         return 0;

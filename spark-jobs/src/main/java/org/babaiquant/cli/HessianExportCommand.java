@@ -27,7 +27,7 @@ public final class HessianExportCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        HessianArtifact.Loaded h = HessianArtifact.read(new Configuration(), hessians, site);
+        HessianArtifact.Loaded h = HessianArtifact.read(org.babaiquant.spark.HadoopConfs.fromEnvironmentAndSpark(), hessians, site);
         double[][] m = h.h();
         if (mean) {
             for (double[] row : m) {

@@ -61,7 +61,7 @@ public final class ImportActivationsCommand implements Callable<Integer> {
         if (sources.isEmpty()) {
             throw new BadInputException("nothing to import: give --npy SITE=FILE or --safetensors FILE --site-map REGEX=SITE");
         }
-        for (ActivationImporter.Imported i : new ActivationImporter(new Configuration(), tileRows).run(sources, out, overwrite)) {
+        for (ActivationImporter.Imported i : new ActivationImporter(org.babaiquant.spark.HadoopConfs.fromEnvironmentAndSpark(), tileRows).run(sources, out, overwrite)) {
             System.out.printf("site %s: %d tokens in %d tiles, d=%d, %s%n", i.site(), i.tokens(), i.tiles(), i.dim(), i.dtype());
         }
         System.out.println("wrote " + out);

@@ -21,7 +21,7 @@ public final class ReportCommand implements Callable<Integer> {
                 "loss", "bound", "l/b", "clipped", "eval_err", "damp", "bpw", "sec");
         double[] tot = new double[3];
         int[] n = {0};
-        QuantizedLayout.readAll(new Configuration(), uri, "reports", g -> {
+        QuantizedLayout.readAll(org.babaiquant.spark.HadoopConfs.fromEnvironmentAndSpark(), uri, "reports", g -> {
             double eval = g.getDouble("eval_rel_error", 0);
             System.out.printf(Locale.ROOT, "%-48s %-6s %4d %5d %11.5g %11.5g %7.4f %8d %9s %8.3g %6.3f %7.2f%n",
                     g.getString("layer", 0), g.getString("method", 0), g.getInteger("bits", 0), g.getInteger("group_size", 0),

@@ -347,9 +347,13 @@ public final class HessianJob {
             if (fs.exists(dst)) {
                 fs.delete(dst, true);
             }
+            // On S3 a directory rename is a copy of each object (markers sort before part files): the _SUCCESS
+            // marker is written only after the rename, so an interrupted copy never looks committed.
+            fs.delete(new Path(tmp, "_SUCCESS"), false);
             if (!fs.rename(tmp, dst)) {
                 throw new IOException("rename " + tmp + " → " + dst + " failed");
             }
+            fs.create(new Path(dst, "_SUCCESS"), true).close();
             return tokens;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write the Hessian of site " + p.site() + " to " + cfg.out() + ": " + e.getMessage(), e);

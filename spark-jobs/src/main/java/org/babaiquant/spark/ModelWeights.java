@@ -10,6 +10,7 @@ import org.apache.hadoop.util.functional.FutureIO;
 import org.babaiquant.BadInputException;
 import org.babaiquant.io.ByteSource;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.onnx.OnnxModel;
 
 import java.io.EOFException;
 import java.io.FileNotFoundException;
@@ -47,6 +48,12 @@ import java.util.TreeMap;
  * </pre>
  * Reads do not share a file position, so one instance may serve the threads of a task where the file system's
  * positional reads are thread-safe (local, HDFS and S3A ones are).
+ *
+ * <p>A {@code .onnx} file is a model too: its weights are the linear layers of {@link OnnxModel#linears()} (every
+ * MatMul whose second input is a 2-D float initializer), named by their MatMul node names (e.g.
+ * {@code /encoder/layer.0/attention/self/query/MatMul}), dtype F32, shape [out, in]: the stored [in, out] initializer
+ * transposed to the nn.Linear layout. Opening reads the graph only (not the weight bytes); reads return float32
+ * little-endian [out, in]. Other initializers (biases, embeddings, LayerNorm) are not listed.
  */
 public final class ModelWeights implements AutoCloseable {
 
@@ -57,6 +64,8 @@ public final class ModelWeights implements AutoCloseable {
     private final List<Shard> shards;
     /** Tensor name to its shard, in {@link #names()} order. */
     private final Map<String, Shard> shardOf;
+    /** For a {@code .onnx} model: its linears by name (null for safetensors). */
+    private final Map<String, OnnxModel.Linear> onnxLinears;
     private boolean closed;
 
     /** One open shard: its file name (as the index spells it), its source, its parsed header. */
@@ -64,9 +73,14 @@ public final class ModelWeights implements AutoCloseable {
     }
 
     private ModelWeights(String uri, List<Shard> shards, Map<String, Shard> shardOf) {
+        this(uri, shards, shardOf, null);
+    }
+
+    private ModelWeights(String uri, List<Shard> shards, Map<String, Shard> shardOf, Map<String, OnnxModel.Linear> onnxLinears) {
         this.uri = uri;
         this.shards = shards;
         this.shardOf = shardOf;
+        this.onnxLinears = onnxLinears;
     }
 
     /**
@@ -87,7 +101,7 @@ public final class ModelWeights implements AutoCloseable {
             st = status(fs, path);
             if (st == null) {
                 throw new BadInputException("no such file or directory: " + uri
-                        + " (expected a .safetensors file, a " + INDEX_FILE + " or a directory holding one)");
+                        + " (expected a .safetensors or .onnx file, a " + INDEX_FILE + " or a directory holding one)");
             }
             if (st.isDirectory()) {
                 st = pickInDirectory(fs, st, uri);
@@ -97,8 +111,8 @@ public final class ModelWeights implements AutoCloseable {
         }
         List<Shard> opened = new ArrayList<>();
         try {
-            ModelWeights w = st.getPath().getName().endsWith(".json")
-                    ? openIndexed(fs, st, opened) : openSingle(fs, st, opened);
+            ModelWeights w = st.getPath().getName().endsWith(".json") ? openIndexed(fs, st, opened)
+                    : st.getPath().getName().endsWith(".onnx") ? openOnnx(fs, st, opened) : openSingle(fs, st, opened);
             opened.clear(); // owned by w now
             return w;
         } catch (IOException e) {
@@ -148,7 +162,13 @@ public final class ModelWeights implements AutoCloseable {
 
     /** The tensor's header entry (dtype, shape, offsets relative to its shard's data buffer). */
     public SafeTensors.TensorInfo info(String name) {
-        return shard(name).header.tensors().get(name);
+        Shard s = shard(name);
+        if (onnxLinears != null) {
+            OnnxModel.Linear l = onnxLinears.get(name);
+            return new SafeTensors.TensorInfo(name, "F32", new long[] {l.out(), l.in()}, l.weight().dataOffset(),
+                    l.weight().dataOffset() + l.weight().dataLength());
+        }
+        return s.header.tensors().get(name);
     }
 
     /** The file name of the shard holding the tensor, as the index spells it (the file name when unsharded). */
@@ -158,18 +178,32 @@ public final class ModelWeights implements AutoCloseable {
 
     /** The first shard's {@code __metadata__}; empty if it has none. */
     public Map<String, String> metadata() {
-        return shards.get(0).header.metadata();
+        return onnxLinears != null ? Map.of() : shards.get(0).header.metadata();
     }
 
     /** A 2-D F32, F16, BF16 or F64 tensor as rows of doubles; see {@link SafeTensors#readMatrix(java.nio.file.Path, String)}. */
     public double[][] readMatrix(String name) {
         Shard s = shard(name);
+        if (onnxLinears != null) {
+            float[][] w = OnnxModel.readWeight(s.source, onnxLinears.get(name));
+            double[][] m = new double[w.length][];
+            for (int r = 0; r < w.length; r++) {
+                m[r] = new double[w[r].length];
+                for (int c = 0; c < w[r].length; c++) {
+                    m[r][c] = w[r][c];
+                }
+            }
+            return m;
+        }
         return SafeTensors.readMatrix(s.source, s.header, name);
     }
 
     /** The tensor's stored bytes (at most 2 GiB); see {@link SafeTensors#readRaw(java.nio.file.Path, String)}. */
     public byte[] readRaw(String name) {
         Shard s = shard(name);
+        if (onnxLinears != null) {
+            return OnnxModel.toOutInBytes(OnnxModel.readWeight(s.source, onnxLinears.get(name)));
+        }
         return SafeTensors.readRaw(s.source, s.header, name);
     }
 
@@ -248,6 +282,21 @@ public final class ModelWeights implements AutoCloseable {
             shardOf.put(name, s);
         }
         return new ModelWeights(st.getPath().toString(), List.of(s), Collections.unmodifiableMap(shardOf));
+    }
+
+    /** An ONNX model: the graph is read once; its linears are the tensors (see the class comment). */
+    private static ModelWeights openOnnx(FileSystem fs, FileStatus st, List<Shard> opened) throws IOException {
+        ByteSource src = HadoopSource.open(fs, st, OpenFileOptions.FS_OPTION_OPENFILE_READ_POLICY_RANDOM);
+        Shard s = new Shard(st.getPath().getName(), src, null);
+        opened.add(s);
+        Map<String, OnnxModel.Linear> linears = new LinkedHashMap<>();
+        Map<String, Shard> shardOf = new LinkedHashMap<>();
+        for (OnnxModel.Linear l : OnnxModel.read(src).requireLinears()) {
+            linears.put(l.name(), l);
+            shardOf.put(l.name(), s);
+        }
+        return new ModelWeights(st.getPath().toString(), List.of(s), Collections.unmodifiableMap(shardOf),
+                Collections.unmodifiableMap(linears));
     }
 
     private static ModelWeights openIndexed(FileSystem fs, FileStatus indexStatus, List<Shard> opened)

@@ -1,0 +1,188 @@
+package org.babaiquant;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.parquet.example.data.Group;
+import org.apache.spark.sql.SparkSession;
+import org.babaiquant.core.ColumnOrder;
+import org.babaiquant.core.Method;
+import org.babaiquant.io.ByteSource;
+import org.babaiquant.io.Npy;
+import org.babaiquant.io.SafeTensors;
+import org.babaiquant.onnx.ActivationCapture;
+import org.babaiquant.onnx.BundledMiniLm;
+import org.babaiquant.onnx.EmbeddingEvaluation;
+import org.babaiquant.onnx.EvaluationReport;
+import org.babaiquant.onnx.OnnxApply;
+import org.babaiquant.onnx.OnnxModel;
+import org.babaiquant.onnx.Paragraphs;
+import org.babaiquant.onnx.WordPieceTokenizer;
+import org.babaiquant.spark.HessianJob;
+import org.babaiquant.spark.ModelWeights;
+import org.babaiquant.spark.QuantizeJob;
+import org.babaiquant.spark.QuantizedLayout;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The embedded default end to end on all-MiniLM-L6-v2: capture on Brown text → Hessians → quantize the 36 linears read
+ * from the ONNX file → apply → evaluate on held-out Austen paragraphs.
+ */
+class EndToEndOnnxTest {
+    private static final SparkSession SPARK = SparkTestSession.get();
+    private static final Configuration CONF = new Configuration();
+    private static final Path TEXT = RealData.repoRoot().resolve("data/text");
+    /** Calibration: 64 paragraphs × 32 token positions = 2048 rows per site, above the 1536 columns of ffn_down. */
+    static final int CALIB_PARAGRAPHS = 64;
+    static final int ROWS_PER_PARAGRAPH = 32;
+    /** Held-out paragraphs evaluated (of the 100 in data/text/austen-emma.eval.txt). */
+    static final int HELD_OUT = 50;
+
+    @TempDir
+    static Path shared;
+    static Path onnx;
+    static WordPieceTokenizer tokenizer;
+    static List<String> heldOut;
+    static String hessians;
+
+    @BeforeAll
+    static void captureAndHessians() {
+        onnx = BundledMiniLm.onnx();
+        tokenizer = WordPieceTokenizer.read(BundledMiniLm.tokenizer());
+        heldOut = Paragraphs.read(List.of(TEXT.resolve("austen-emma.eval.txt")), HELD_OUT);
+        String act = shared.resolve("act").toString();
+        ActivationCapture.run(CONF, new ActivationCapture.Config(onnx, BundledMiniLm.tokenizer(),
+                List.of(TEXT.resolve("brown.calib.txt")), act, CALIB_PARAGRAPHS, 128, 1, ROWS_PER_PARAGRAPH, false), s -> { });
+        hessians = shared.resolve("h").toString();
+        HessianJob.run(SPARK, new HessianJob.Config(act, hessians, List.of(), 3, 64, 512, false), s -> { });
+    }
+
+    static QuantizeJob.Config cfg(String out, Method method, ColumnOrder order) {
+        return new QuantizeJob.Config(onnx.toString(), hessians, out, method, 4, 128, false, false, order, true, 0.01, 128,
+                null, List.of(), null, null, 0, "auto", 0, false);
+    }
+
+    @Test
+    void onnxIsAWeightSourceOfTheQuantizeStage() throws IOException {
+        try (ModelWeights w = ModelWeights.open(CONF, onnx.toString())) {
+            assertEquals(36, w.names().size());
+            String q = "/encoder/layer.0/attention/self/query/MatMul";
+            SafeTensors.TensorInfo info = w.info(q);
+            assertEquals("F32", info.dtype());
+            assertArrayEquals(new long[] {384, 384}, info.shape());
+            assertArrayEquals(new long[] {384, 1536}, w.info("/encoder/layer.5/output/dense/MatMul").shape());
+            // the bundled [out, in] weights were transposed from the same initializers
+            double[][] expected = Npy.readMatrix(RealData.miniLm().resolve("weights/layer0_q_proj.weight.npy"));
+            double[][] got = w.readMatrix(q);
+            for (int r = 0; r < expected.length; r++) {
+                assertArrayEquals(expected[r], got[r], 0.0, "row " + r);
+            }
+            double[][] up = Npy.readMatrix(RealData.miniLm().resolve("weights/layer0_ffn_up.weight.npy"));
+            assertArrayEquals(up[1535], w.readMatrix("/encoder/layer.0/intermediate/dense/MatMul")[1535], 0.0);
+            assertEquals(4 * 384 * 1536, w.readRaw("/encoder/layer.0/output/dense/MatMul").length);
+        }
+        Path relu = Files.write(shared.resolve("relu.onnx"), OnnxCaptureTest.reluModel());
+        BadInputException e = assertThrows(BadInputException.class, () -> ModelWeights.open(CONF, relu.toString()));
+        assertTrue(e.getMessage().contains("no linear layers"), e.getMessage());
+    }
+
+    /** Rewriting every linear with its own values gives the same file and embeddings with cosine 1. */
+    @Test
+    void applyingTheOriginalWeightsChangesNothing(@TempDir Path tmp) throws IOException {
+        OnnxModel model = OnnxModel.read(onnx);
+        Map<String, float[][]> same = new LinkedHashMap<>();
+        try (ByteSource src = ByteSource.of(onnx)) {
+            for (OnnxModel.Linear l : model.linears()) {
+                same.put(l.name(), OnnxModel.readWeight(src, l));
+            }
+        }
+        Path copy = tmp.resolve("same.onnx");
+        OnnxModel.rewriteWeights(onnx, model, same, copy);
+        assertEquals(-1L, Files.mismatch(onnx, copy));
+        EmbeddingEvaluation.Result r = EmbeddingEvaluation.run(onnx, copy, tokenizer, heldOut.subList(0, 20), 128, s -> { });
+        assertEquals(1.0, r.minCosine(), 1e-6);
+        assertEquals(1.0, r.retrievalAgreement());
+    }
+
+    /**
+     * 4-bit GPTQ (act-order, groups of 128, asymmetric) of all 36 linears. Measured mean cosine 0.9815 (min 0.9718) on
+     * these 50 paragraphs, against 0.9415 for RTN on the same grid; the threshold 0.97 leaves 0.01 for calibration-set
+     * and ORT-version changes (96 full paragraphs gave 0.9828) and still fails anything RTN-like or worse, and GPTQ must
+     * beat RTN. Retrieval agreement is printed, not asserted: with 50 paragraphs of one novel the nearest-neighbour
+     * margins are small and it moves by ±10 points between calibrations.
+     */
+    @Test
+    void fourBitGptqKeepsTheEmbeddings(@TempDir Path tmp) {
+        String gptq = tmp.resolve("gptq").toString();
+        String rtn = tmp.resolve("rtn").toString();
+        assertEquals(36, QuantizeJob.run(SPARK, cfg(gptq, Method.GPTQ, ColumnOrder.ACT_ORDER), s -> { }).size());
+        assertEquals(36, QuantizeJob.run(SPARK, cfg(rtn, Method.RTN, ColumnOrder.NATURAL), s -> { }).size());
+
+        Path gptqOnnx = tmp.resolve("gptq.onnx");
+        OnnxApply.Applied applied = OnnxApply.apply(CONF, onnx, gptq, gptqOnnx);
+        assertEquals(36, applied.replaced().size());
+        // the written weights are the dequantized values, back in their place: transposition checked through ModelWeights
+        try (ModelWeights w = ModelWeights.open(CONF, gptqOnnx.toString())) {
+            for (String name : List.of("/encoder/layer.0/attention/self/key/MatMul", "/encoder/layer.5/output/dense/MatMul")) {
+                double[][] dq = QuantizedLayout.readLayer(CONF, gptq, name).dequant();
+                double[][] got = w.readMatrix(name);
+                for (int r = 0; r < dq.length; r++) {
+                    for (int c = 0; c < dq[r].length; c++) {
+                        assertEquals((float) dq[r][c], got[r][c], 0.0, name + " [" + r + ", " + c + "]");
+                    }
+                }
+            }
+        }
+        Path rtnOnnx = tmp.resolve("rtn.onnx");
+        OnnxApply.apply(CONF, onnx, rtn, rtnOnnx);
+        double[][] reference = EmbeddingEvaluation.embed(onnx, tokenizer, heldOut, 128);
+        EmbeddingEvaluation.Result g = EmbeddingEvaluation.compare(reference, EmbeddingEvaluation.embed(gptqOnnx, tokenizer, heldOut, 128), 0);
+        EmbeddingEvaluation.Result r = EmbeddingEvaluation.compare(reference, EmbeddingEvaluation.embed(rtnOnnx, tokenizer, heldOut, 128), 0);
+        System.out.printf("[end-to-end 4-bit g128] GPTQ act-order: mean cos %.5f min %.5f retrieval %.2f | RTN: mean cos %.5f min %.5f"
+                + " retrieval %.2f%n", g.meanCosine(), g.minCosine(), g.retrievalAgreement(), r.meanCosine(), r.minCosine(),
+                r.retrievalAgreement());
+        assertTrue(g.meanCosine() > 0.97, "GPTQ 4-bit mean cosine " + g.meanCosine());
+        assertTrue(g.meanCosine() >= r.meanCosine(), "GPTQ " + g.meanCosine() + " vs RTN " + r.meanCosine());
+
+        String report = tmp.resolve("eval").toString();
+        EvaluationReport.write(CONF, report, new EvaluationReport.Row(onnx.toString(), gptq, EvaluationReport.summarize(CONF, gptq, applied.replaced()), 128, g));
+        List<Group> rows = EvaluationReport.read(CONF, report);
+        assertEquals(1, rows.size());
+        assertEquals("gptq", rows.get(0).getString("method", 0));
+        assertEquals(4, rows.get(0).getInteger("bits", 0));
+        assertEquals(36, rows.get(0).getInteger("layers", 0));
+        assertEquals(g.meanCosine(), rows.get(0).getDouble("mean_cosine", 0));
+        assertEquals(HELD_OUT, rows.get(0).getInteger("paragraphs", 0));
+    }
+
+    @Test
+    void cliApplyAndEvaluate(@TempDir Path tmp) {
+        String q = tmp.resolve("q").toString();
+        QuantizeJob.run(SPARK, new QuantizeJob.Config(onnx.toString(), hessians, q, Method.RTN, 4, 128, false, false,
+                ColumnOrder.NATURAL, true, 0.01, 128, "/encoder/layer\\.0/.*", List.of(), null, null, 0, "auto", 0, false), s -> { });
+        Path out = tmp.resolve("new.onnx");
+        QuantizeLayerCliTest.Run apply = QuantizeLayerCliTest.run("apply", "--quantized", q, "--out", out.toString());
+        assertEquals(0, apply.status(), apply.err());
+        assertTrue(apply.out().contains("6 linear(s) dequantized") && apply.out().contains("30 kept"), apply.out());
+        QuantizeLayerCliTest.Run eval = QuantizeLayerCliTest.run("evaluate", "--quantized-onnx", out.toString(), "--text",
+                TEXT.resolve("austen-emma.eval.txt").toString(), "--samples", "12", "--out", tmp.resolve("r").toString());
+        assertEquals(0, eval.status(), eval.err());
+        assertTrue(eval.out().contains("12 paragraphs: mean cosine 0.9"), eval.out());
+        assertEquals(1, EvaluationReport.read(CONF, tmp.resolve("r").toString()).size());
+        QuantizeLayerCliTest.Run bad = QuantizeLayerCliTest.run("evaluate", "--quantized", tmp.resolve("nothing").toString(),
+                "--text", TEXT.resolve("austen-emma.eval.txt").toString());
+        assertEquals(2, bad.status(), bad.err());
+    }
+}

@@ -1,0 +1,157 @@
+package org.babaiquant;
+
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code pipeline --config conf/pipeline.yaml} on the bundled data (the repository's own config file), a rerun that
+ * skips every stage, the import overwrite policy, and the Zeppelin note's SQL run against the pipeline's reports.
+ */
+class PipelineTest {
+    private static final SparkSession SPARK = SparkTestSession.get();
+
+    /** One local end-to-end run per test JVM, shared with S3PipelineTest (which byte-compares against it). */
+    static final class LocalRun {
+        private static Path work;
+        private static QuantizeLayerCliTest.Run first;
+
+        static synchronized Path work() {
+            if (work == null) {
+                try {
+                    Path dir = Files.createTempDirectory("babai-pipeline-local");
+                    work = dir.resolve("work");
+                    first = QuantizeLayerCliTest.run("pipeline", "--config", repoConfig(dir).toString(), "--set", "work=" + work);
+                    assertEquals(0, first.status(), first.out() + first.err());
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            }
+            return work;
+        }
+    }
+
+    /** conf/pipeline.yaml with its repository-relative data paths made absolute (the tests run in tests/). */
+    static Path repoConfig(Path dir) throws IOException {
+        String yaml = Files.readString(RealData.repoRoot().resolve("conf/pipeline.yaml"));
+        Path cfg = dir.resolve("pipeline.yaml");
+        Files.writeString(cfg, yaml.replaceAll("(?<=[\\s\\[])data/minilm-l6-v2/",
+                Matcher.quoteReplacement(RealData.miniLm().toAbsolutePath().normalize() + "/")));
+        return cfg;
+    }
+
+    @Test
+    void runsEveryStageFromTheRepositoryConfigAndARerunSkipsAllWork(@TempDir Path tmp) throws IOException {
+        Path work = LocalRun.work();
+        assertTrue(LocalRun.first.out().contains("6 layers"), LocalRun.first.out());
+        assertTrue(LocalRun.first.out().contains("self-check passed"), LocalRun.first.out());
+        for (String kind : new String[] {"shards", "rows", "reports"}) {
+            try (var s = Files.list(work.resolve("quantized").resolve(kind))) {
+                assertEquals(6, s.filter(p -> p.getFileName().toString().startsWith("layer=")).count(), kind);
+            }
+        }
+        assertTrue(Files.exists(work.resolve("gptq/model.safetensors")));
+        assertTrue(Files.exists(work.resolve("hessians/site=layer0_ffn_down_in/_SUCCESS")));
+        QuantizeLayerCliTest.Run again = QuantizeLayerCliTest.run("pipeline", "--config", repoConfig(tmp).toString(), "--set", "work=" + work);
+        assertEquals(0, again.status(), again.out() + again.err());
+        String out = again.out();
+        assertEquals(8, count(out, "up to date \\(inputs fingerprint"), out); // 4 calibration + 4 held-out sites
+        assertEquals(4, count(out, "site layer0_[a-z_]+: up to date \\(fingerprint"), out);
+        assertTrue(out.contains("6 layer(s), 6 skipped as up to date"), out);
+        assertTrue(out.contains("model " + work.resolve("model/model.safetensors") + ": up to date, skipped"), out);
+        assertTrue(out.contains("export " + work.resolve("gptq") + ": up to date (6 layers), skipped"), out);
+        assertTrue(out.contains("6 layers: Σ loss"), "the report stage prints the table: " + out);
+    }
+
+    @Test
+    void importRefusesChangedInputsUnlessTheConfigSaysOverwrite(@TempDir Path tmp) throws IOException {
+        Path cfg = repoConfig(tmp);
+        String work = "work=" + tmp.resolve("w");
+        assertEquals(0, QuantizeLayerCliTest.run("pipeline", "--config", cfg.toString(), "--stages", "import", "--set", work).status());
+        String other = "import.sites={layer0_attn_in: [" + RealData.miniLm().resolve("activations/layer0_attn_in.eval.npy") + "]}";
+        QuantizeLayerCliTest.Run refused = QuantizeLayerCliTest.run("pipeline", "--config", cfg.toString(), "--stages", "import", "--set", work,
+                "--set", other, "--set", "import.eval={}");
+        assertEquals(2, refused.status(), refused.out() + refused.err());
+        assertTrue(refused.err().contains("different inputs") && refused.err().contains("ifExists: overwrite"), refused.err());
+        QuantizeLayerCliTest.Run replaced = QuantizeLayerCliTest.run("pipeline", "--config", cfg.toString(), "--stages", "import", "--set", work,
+                "--set", other, "--set", "import.eval={}", "--set", "import.ifExists=overwrite");
+        assertEquals(0, replaced.status(), replaced.out() + replaced.err());
+        assertTrue(replaced.out().contains("site layer0_attn_in: 512 tokens") || replaced.out().contains("site layer0_attn_in: "), replaced.out());
+        QuantizeLayerCliTest.Run fail = QuantizeLayerCliTest.run("pipeline", "--config", cfg.toString(), "--stages", "import", "--set", work,
+                "--set", "import.ifExists=fail");
+        assertEquals(2, fail.status());
+        assertTrue(fail.err().contains("already exists and import.ifExists is fail"), fail.err());
+    }
+
+    @Test
+    void dryRunValidatesTheConfigAndTyposAreErrors(@TempDir Path tmp) throws IOException {
+        Path cfg = repoConfig(tmp);
+        QuantizeLayerCliTest.Run dry = QuantizeLayerCliTest.run("pipeline", "--config", cfg.toString(), "--dry-run", "--set",
+                "work=s3a://bucket/run", "--set", "quantize.method=babai");
+        assertEquals(0, dry.status(), dry.err());
+        assertTrue(dry.out().contains("quantize s3a://bucket/run/model/model.safetensors with babai → s3a://bucket/run/quantized"), dry.out());
+        QuantizeLayerCliTest.Run typo = QuantizeLayerCliTest.run("pipeline", "--config", cfg.toString(), "--dry-run", "--set", "quantize.bitz=3");
+        assertEquals(2, typo.status());
+        assertTrue(typo.err().contains("unknown key 'quantize.bitz'"), typo.err());
+        QuantizeLayerCliTest.Run method = QuantizeLayerCliTest.run("pipeline", "--config", cfg.toString(), "--dry-run", "--set", "quantize.method=best");
+        assertEquals(2, method.status(), method.err());
+    }
+
+    /** The note's SQL paragraphs, with the note form $${out=...} set to a quantize output. */
+    static List<String[]> zeppelinSql(String out) throws IOException {
+        String note = Files.readString(RealData.repoRoot().resolve("notebooks/babai-quant-analysis.zpln"));
+        @SuppressWarnings("unchecked")
+        java.util.Map<String, Object> json = new com.fasterxml.jackson.databind.ObjectMapper().readValue(note, java.util.Map.class);
+        List<String[]> sql = new ArrayList<>();
+        for (Object p : (List<?>) json.get("paragraphs")) {
+            java.util.Map<?, ?> para = (java.util.Map<?, ?>) p;
+            String text = String.valueOf(para.get("text"));
+            if (text.startsWith("%spark.sql")) {
+                String q = text.substring("%spark.sql".length()).trim().replaceAll("\\$\\$\\{out=[^}]*}", Matcher.quoteReplacement(out));
+                sql.add(new String[] {String.valueOf(para.get("title")), q});
+                java.util.Map<?, ?> results = (java.util.Map<?, ?>) ((java.util.Map<?, ?>) para.get("config")).get("results");
+                assertFalse(results.isEmpty(), "paragraph " + para.get("title") + " has chart settings");
+            }
+        }
+        return sql;
+    }
+
+    @Test
+    void everyZeppelinSqlParagraphReturnsRowsOnThePipelineReports() throws IOException {
+        Path work = LocalRun.work();
+        List<String[]> paragraphs = zeppelinSql(work.resolve("quantized").toString());
+        assertTrue(paragraphs.size() >= 5, "loss vs bound, distribution, bpw vs error, clipped, slowest, shards");
+        for (String[] p : paragraphs) {
+            List<Row> rows = SPARK.sql(p[1]).collectAsList();
+            assertFalse(rows.isEmpty(), p[0] + " returned no rows:\n" + p[1]);
+        }
+        List<Row> lossBound = SPARK.sql(paragraphs.get(0)[1]).collectAsList();
+        assertEquals(6, lossBound.size(), "one row per layer");
+        for (Row r : lossBound) {
+            assertTrue(r.getDouble(r.fieldIndex("loss")) > 0 && r.getDouble(r.fieldIndex("bound")) > 0, r.toString());
+        }
+    }
+
+    private static int count(String s, String regex) {
+        Matcher m = Pattern.compile(regex).matcher(s);
+        int n = 0;
+        while (m.find()) {
+            n++;
+        }
+        return n;
+    }
+}
