@@ -261,6 +261,16 @@ class QuantizeStageTest {
     }
 
     @Test
+    void layerDirectoriesAreSinglePathSafeComponents() {
+        String hf = HF_NAMES.get("q_proj");
+        assertEquals("layer=" + hf, QuantizedLayout.dir("/o", "shards", hf).getName());
+        org.apache.hadoop.fs.Path onnx = QuantizedLayout.dir("/o", "shards", "/encoder/layer.0/attention/self/query/MatMul");
+        assertEquals("/o/shards", onnx.getParent().toString(), "one path component, not nested folders");
+        assertTrue(onnx.getName().matches("layer=encoder_layer\\.0_attention_self_query_MatMul-[0-9a-f]{8}"), onnx.getName());
+        assertFalse(onnx.getName().equals(QuantizedLayout.dir("/o", "shards", "/encoder/layer.0/attention/self/key/MatMul").getName()));
+    }
+
+    @Test
     void badInputIsAClearErrorAndWritesNothing(@TempDir Path tmp) throws IOException {
         // ffn_down has 1536 inputs: mapping it to a 384-wide site is a shape error
         BadInputException dim = assertThrows(BadInputException.class, () -> QuantizeJob.run(SPARK, cfg(tmp.resolve("o1"), Method.GPTQ,

@@ -34,6 +34,8 @@ import java.util.function.Consumer;
  * The quantize stage's outputs: the one place that knows their layout.
  *
  * <pre>
+ * (NAME: the tensor name, or a path-safe form of it with a hash suffix when it holds other characters than
+ *  [A-Za-z0-9._-], e.g. ONNX node names; the exact name is the layer column)
  * OUT/shards/layer=NAME/part-00000.parquet    quantized shards: one row per (layer, block of 256 output rows)
  *   layer, method, order (string); bits, group_size (−1 = per row), rows, cols, row_start, row_count (int32);
  *   sym, clip (boolean); dtype (string, of the original weight: F32/F16/BF16);
@@ -233,7 +235,25 @@ public final class QuantizedLayout {
     }
 
     public static Path dir(String out, String kind, String layer) {
-        return new Path(new Path(new Path(out), kind), "layer=" + layer);
+        return new Path(new Path(new Path(out), kind), dirName(layer));
+    }
+
+    /**
+     * The directory of a layer: {@code layer=NAME} when the name is path-safe (Hugging Face names are), else the name
+     * with every other character replaced by '_' plus 8 hex digits of its SHA-256 (ONNX node names hold '/'); the
+     * exact name is in every row's {@code layer} column.
+     */
+    static String dirName(String layer) {
+        String safe = layer.replaceAll("[^A-Za-z0-9._-]", "_");
+        if (safe.equals(layer) && !layer.isEmpty()) {
+            return "layer=" + layer;
+        }
+        try {
+            byte[] h = java.security.MessageDigest.getInstance("SHA-256").digest(layer.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            return "layer=" + safe.replaceAll("^_+", "") + "-" + java.util.HexFormat.of().formatHex(h, 0, 4);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     /** Writes groups to one Parquet file (deterministic bytes for the same rows). */
