@@ -1,5 +1,7 @@
 package org.babaiquant.core;
 
+import java.util.stream.IntStream;
+
 /**
  * The factorisation GPTQ runs on: for processing order P and damping λ, {@code U} = the upper Cholesky factor of
  * {@code (H_P + λI)⁻¹} (GPTQ's {@code Hinv}), computed without forming the inverse.
@@ -7,8 +9,10 @@ package org.babaiquant.core;
  * <p>Why this route: write {@code M = J·H_P·J} (J reverses the order, so M is H in Babai's basis order) and
  * {@code M = L·Lᵀ}. Then {@code H_P = V·Vᵀ} with {@code V = J·L·J} upper triangular, hence
  * {@code H_P⁻¹ = V⁻ᵀ·V⁻¹} and {@code U = V⁻¹ = J·L⁻¹·J}. One Cholesky and one triangular inverse
- * (≈ 2n³/3 flops) instead of GPTQ's Cholesky, Cholesky-inverse and second Cholesky (≈ 4n³/3). As a by-product,
- * {@code Lᵀ} is the R of the QR of the damped basis in Babai order, and {@code D_k = 1/U_kk² = L_{n-1-k,n-1-k}²}.
+ * (≈ 2n³/3 flops, both through {@link DenseKernels}) instead of GPTQ's Cholesky, Cholesky-inverse and second Cholesky
+ * (≈ 4n³/3). As a by-product, {@code Lᵀ} is the R of the QR of the damped basis in Babai order, and
+ * {@code D_k = 1/U_kk² = L_{n-1-k,n-1-k}²}. On a flat row-major array {@code J·X·J} is the array reversed, so U
+ * costs no extra pass over memory beyond one in-place reversal.
  *
  * <p>Damping: {@code λ = percdamp · mean(diag H)}; when the factorisation fails the percentage is multiplied by 10,
  * at most {@code maxTries} times, and what was finally used is recorded.
@@ -34,11 +38,36 @@ public final class DampedFactor {
     public record Lower(double[][] l, double percdamp, double lambda, int attempts) {}
 
     /**
+     * The same factor as {@link DampedFactor}, U kept as one flat row-major {@code n×n} array (strict lower triangle
+     * zero): what the solver sweeps over, without one array per row.
+     */
+    public record Flat(int n, double[] u, double percdamp, double lambda, int attempts, double traceD) {
+        /** {@code U[i][j]}. */
+        public double u(int i, int j) {
+            return u[i * n + j];
+        }
+    }
+
+    /** As {@link Lower}, with L flat row-major (strict upper triangle zero). */
+    record FlatLower(int n, double[] l, double percdamp, double lambda, int attempts) {}
+
+    /**
      * Lower Cholesky factor of the damped Hessian in Babai basis order {@code reverse(perm)}, escalating damping.
      *
      * @throws NotPositiveDefiniteException when even the last escalation fails
      */
     public static Lower choleskyBabaiOrder(double[][] h, int[] perm, double percdamp, int maxTries) {
+        return choleskyBabaiOrder(h, perm, percdamp, maxTries, DenseKernels.get());
+    }
+
+    /** As {@link #choleskyBabaiOrder(double[][], int[], double, int)}, on the given kernels. */
+    public static Lower choleskyBabaiOrder(double[][] h, int[] perm, double percdamp, int maxTries,
+                                           DenseKernels kernels) {
+        FlatLower lo = choleskyFlat(h, perm, percdamp, maxTries, kernels);
+        return new Lower(Dense.unflatten(lo.l(), lo.n(), lo.n()), lo.percdamp(), lo.lambda(), lo.attempts());
+    }
+
+    static FlatLower choleskyFlat(double[][] h, int[] perm, double percdamp, int maxTries, DenseKernels kernels) {
         int n = h.length;
         double meanDiag = 0;
         for (int j = 0; j < n; j++) {
@@ -46,19 +75,20 @@ public final class DampedFactor {
         }
         meanDiag /= n;
         double pd = percdamp;
+        double[] m = new double[Dense.checkedSize(n, n)];
         for (int attempt = 1; attempt <= maxTries; attempt++) {
             double lambda = pd * meanDiag;
-            double[][] m = new double[n][n];
-            for (int a = 0; a < n; a++) {
+            // M = J·(H_P + λI)·J, lower triangle; the strict upper triangle stays zero
+            IntStream.range(0, n).parallel().forEach(a -> {
                 double[] ha = h[perm[n - 1 - a]];
-                double[] ma = m[a];
+                int row = a * n;
                 for (int b = 0; b <= a; b++) {
-                    ma[b] = ha[perm[n - 1 - b]];
+                    m[row + b] = ha[perm[n - 1 - b]];
                 }
-                ma[a] += lambda;
-            }
-            if (Dense.choleskyLower(m)) {
-                return new Lower(m, pd, lambda, attempt);
+                m[row + a] += lambda;
+            });
+            if (kernels.choleskyLower(m, n)) {
+                return new FlatLower(n, m, pd, lambda, attempt);
             }
             pd *= 10;
         }
@@ -69,38 +99,45 @@ public final class DampedFactor {
 
     /** GPTQ's {@code Hinv} for processing order {@code perm}. */
     public static DampedFactor of(double[][] h, int[] perm, double percdamp, int maxTries) {
-        Lower lo = choleskyBabaiOrder(h, perm, percdamp, maxTries);
-        double[][] x = lo.l();
-        int n = x.length;
+        Flat f = flat(h, perm, percdamp, maxTries, DenseKernels.get());
+        return new DampedFactor(Dense.unflatten(f.u(), f.n(), f.n()), f.percdamp(), f.lambda(), f.attempts(),
+                f.traceD());
+    }
+
+    /** GPTQ's {@code Hinv} for processing order {@code perm}, flat, on the kernels {@link DenseKernels#get()}. */
+    public static Flat flat(double[][] h, int[] perm, double percdamp, int maxTries) {
+        return flat(h, perm, percdamp, maxTries, DenseKernels.get());
+    }
+
+    /** GPTQ's {@code Hinv} for processing order {@code perm}, flat, on the given kernels. */
+    public static Flat flat(double[][] h, int[] perm, double percdamp, int maxTries, DenseKernels kernels) {
+        FlatLower lo = choleskyFlat(h, perm, percdamp, maxTries, kernels);
+        double[] x = lo.l();
+        int n = lo.n();
         double traceD = 0;
         for (int k = 0; k < n; k++) {
-            traceD += x[k][k] * x[k][k];
+            traceD += x[k * n + k] * x[k * n + k];
         }
-        Dense.invertLower(x);
-        reverseLowerToUpper(x);
-        return new DampedFactor(x, lo.percdamp(), lo.lambda(), lo.attempts(), traceD);
+        kernels.invertLower(x, n);
+        reverse(x);
+        return new Flat(n, x, lo.percdamp(), lo.lambda(), lo.attempts(), traceD);
     }
 
     /**
-     * In place: {@code U[i][j] = X[n-1-i][n-1-j]} for {@code j ≥ i}, strict lower part zeroed. The map
-     * {@code (a,b) ↦ (n-1-a, n-1-b)} sends the strict lower triangle onto the strict upper one (disjoint, so a plain
-     * copy is safe) and reverses the diagonal (a swap).
+     * In place: {@code U[i][j] = X[n-1-i][n-1-j]}. On a row-major {@code n×n} array that index map is
+     * {@code f ↦ n²−1−f}, the reversal of the array, which sends the lower triangle of X onto the upper one of U.
      */
-    static void reverseLowerToUpper(double[][] x) {
-        int n = x.length;
-        for (int a = 0; a < n; a++) {
-            double[] xa = x[a];
-            for (int b = 0; b < a; b++) {
-                x[n - 1 - a][n - 1 - b] = xa[b];
+    static void reverse(double[] x) {
+        int len = x.length;
+        int half = len / 2;
+        int chunk = 1 << 16;
+        IntStream.range(0, (half + chunk - 1) / chunk).parallel().forEach(c -> {
+            int end = Math.min(half, (c + 1) * chunk);
+            for (int i = c * chunk; i < end; i++) {
+                double t = x[i];
+                x[i] = x[len - 1 - i];
+                x[len - 1 - i] = t;
             }
-        }
-        for (int a = 0; a < n; a++) {
-            java.util.Arrays.fill(x[a], 0, a, 0.0);
-        }
-        for (int a = 0; a < n / 2; a++) {
-            double t = x[a][a];
-            x[a][a] = x[n - 1 - a][n - 1 - a];
-            x[n - 1 - a][n - 1 - a] = t;
-        }
+        });
     }
 }

@@ -11,7 +11,8 @@ import java.nio.ByteOrder;
  * exactly to the whole (up to float64 summation order), which is why it is never a running mean. The mean
  * {@code H/N} (GPTQ's normalisation, up to its factor 2) is derived on demand and recorded as such by callers.
  *
- * <p>Only the upper triangle is accumulated (a rank-k update through {@link Dense#gemm}); {@link #hessian()} mirrors it.
+ * <p>Only the upper triangle is accumulated, flat row-major, by rank-k updates over tiles of tokens through
+ * {@link DenseKernels#syrkUpper} (dsyrk where native BLAS is loaded); {@link #hessian()} mirrors it.
  *
  * <h2>Binary layout (version 1), little-endian</h2>
  * <pre>
@@ -28,20 +29,27 @@ public final class HessianAccumulator {
     public static final int MAGIC = 0x53485142; // "BQHS" read as a little-endian int
     public static final int VERSION = 1;
     private static final int HEADER = 20;
-    /** Tokens per rank-k update: bounds the transposed copy at 256·n doubles. */
-    private static final int TOKEN_TILE = 256;
+    /** Float64 values per token tile (64 MiB): bounds the converted copy, keeps each rank-k update large. */
+    private static final int TILE_VALUES = 1 << 23;
 
     private final int n;
-    /** Upper triangle valid. */
-    private final double[][] sum;
+    /** Flat row-major n×n, upper triangle valid. */
+    private final double[] sum;
+    private final DenseKernels kernels;
     private long tokens;
 
     public HessianAccumulator(int n) {
+        this(n, DenseKernels.get());
+    }
+
+    /** An accumulator whose rank-k updates run on the given kernels. */
+    public HessianAccumulator(int n, DenseKernels kernels) {
         if (n < 1) {
             throw new IllegalArgumentException("dimension must be ≥ 1, got " + n);
         }
         this.n = n;
-        this.sum = new double[n][n];
+        this.sum = new double[Dense.checkedSize(n, n)];
+        this.kernels = kernels;
     }
 
     public int dim() {
@@ -52,35 +60,51 @@ public final class HessianAccumulator {
         return tokens;
     }
 
+    /** Tokens per rank-k update. */
+    private int tileTokens() {
+        return Math.max(16, Math.min(4096, TILE_VALUES / n));
+    }
+
     /** Adds the rows of X [tokens][n] (float32). */
     public HessianAccumulator add(float[][] x) {
-        for (int t0 = 0; t0 < x.length; t0 += TOKEN_TILE) {
-            int t1 = Math.min(x.length, t0 + TOKEN_TILE);
-            double[][] tile = new double[t1 - t0][];
+        int tile = tileTokens();
+        double[] buf = new double[Math.min(tile, x.length) * n];
+        for (int t0 = 0; t0 < x.length; t0 += tile) {
+            int t1 = Math.min(x.length, t0 + tile);
             for (int t = t0; t < t1; t++) {
                 float[] row = x[t];
                 checkRow(row == null ? -1 : row.length, t);
-                double[] d = new double[n];
+                int off = (t - t0) * n;
                 for (int j = 0; j < n; j++) {
-                    d[j] = row[j];
+                    float v = row[j];
+                    if (!Float.isFinite(v)) {
+                        throw nonFinite(t, j, v);
+                    }
+                    buf[off + j] = v;
                 }
-                tile[t - t0] = d;
             }
-            addTile(tile, t0);
+            addTile(buf, t1 - t0);
         }
         return this;
     }
 
     /** Adds the rows of X [tokens][n] (float64). */
     public HessianAccumulator add(double[][] x) {
-        for (int t0 = 0; t0 < x.length; t0 += TOKEN_TILE) {
-            int t1 = Math.min(x.length, t0 + TOKEN_TILE);
-            double[][] tile = new double[t1 - t0][];
+        int tile = tileTokens();
+        double[] buf = new double[Math.min(tile, x.length) * n];
+        for (int t0 = 0; t0 < x.length; t0 += tile) {
+            int t1 = Math.min(x.length, t0 + tile);
             for (int t = t0; t < t1; t++) {
-                checkRow(x[t] == null ? -1 : x[t].length, t);
-                tile[t - t0] = x[t];
+                double[] row = x[t];
+                checkRow(row == null ? -1 : row.length, t);
+                for (int j = 0; j < n; j++) {
+                    if (!Double.isFinite(row[j])) {
+                        throw nonFinite(t, j, row[j]);
+                    }
+                }
+                System.arraycopy(row, 0, buf, (t - t0) * n, n);
             }
-            addTile(tile, t0);
+            addTile(buf, t1 - t0);
         }
         return this;
     }
@@ -91,20 +115,13 @@ public final class HessianAccumulator {
         }
     }
 
-    private void addTile(double[][] x, int firstRow) {
-        int t = x.length;
-        double[][] xt = new double[n][t];
-        for (int i = 0; i < t; i++) {
-            double[] row = x[i];
-            for (int j = 0; j < n; j++) {
-                double v = row[j];
-                if (!Double.isFinite(v)) {
-                    throw new BadInputException("activation row " + (firstRow + i) + " column " + j + " is " + v);
-                }
-                xt[j][i] = v;
-            }
-        }
-        Dense.gemm(1.0, sum, 0, 0, xt, 0, 0, x, 0, 0, n, n, t, Dense.Part.UPPER);
+    private static BadInputException nonFinite(int t, int j, double v) {
+        return new BadInputException("activation row " + t + " column " + j + " is " + v);
+    }
+
+    /** The first {@code t} rows of {@code x} (flat, row-major, n per row), already checked, into the sum. */
+    private void addTile(double[] x, int t) {
+        kernels.syrkUpper(n, t, 1.0, x, 0, n, sum, 0, n);
         tokens += t;
     }
 
@@ -117,10 +134,8 @@ public final class HessianAccumulator {
             throw new IllegalArgumentException("cannot merge a " + other.n + "x" + other.n + " Hessian into a " + n + "x" + n + " one");
         }
         for (int i = 0; i < n; i++) {
-            double[] a = sum[i];
-            double[] b = other.sum[i];
-            for (int j = i; j < n; j++) {
-                a[j] += b[j];
+            for (int j = i * n + i; j < (i + 1) * n; j++) {
+                sum[j] += other.sum[j];
             }
         }
         tokens += other.tokens;
@@ -131,9 +146,18 @@ public final class HessianAccumulator {
     public double[][] hessian() {
         double[][] h = new double[n][n];
         for (int i = 0; i < n; i++) {
-            for (int j = i; j < n; j++) {
-                h[i][j] = sum[i][j];
-                h[j][i] = sum[i][j];
+            System.arraycopy(sum, i * n + i, h[i], i, n - i);
+        }
+        // mirror in square tiles, so that both the reads and the strided writes stay in cache
+        int tile = 64;
+        for (int i0 = 0; i0 < n; i0 += tile) {
+            for (int j0 = i0; j0 < n; j0 += tile) {
+                for (int i = i0; i < Math.min(n, i0 + tile); i++) {
+                    double[] hi = h[i];
+                    for (int j = Math.max(j0, i + 1); j < Math.min(n, j0 + tile); j++) {
+                        h[j][i] = hi[j];
+                    }
+                }
             }
         }
         return h;
@@ -162,7 +186,7 @@ public final class HessianAccumulator {
         buf.putInt(MAGIC).putShort((short) VERSION).putShort((short) 0).putInt(n).putLong(tokens);
         for (int i = 0; i < n; i++) {
             for (int j = i; j < n; j++) {
-                buf.putDouble(sum[i][j]);
+                buf.putDouble(sum[i * n + j]);
             }
         }
         return buf.array();
@@ -188,7 +212,7 @@ public final class HessianAccumulator {
         acc.tokens = tokens;
         for (int i = 0; i < n; i++) {
             for (int j = i; j < n; j++) {
-                acc.sum[i][j] = buf.getDouble();
+                acc.sum[i * n + j] = buf.getDouble();
             }
         }
         return acc;
