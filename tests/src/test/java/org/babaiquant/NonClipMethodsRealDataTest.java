@@ -1,7 +1,6 @@
 package org.babaiquant;
 
 import org.babaiquant.cli.CompareCommand;
-import org.babaiquant.cli.Main;
 import org.babaiquant.cli.MiniLmLayer0;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
@@ -16,9 +15,6 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -26,8 +22,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -170,28 +164,12 @@ class NonClipMethodsRealDataTest {
 
     // ------------------------------------------------------------------------------------------------ CLI
 
-    private record Run(int status, String out, String err) {}
-
-    private static synchronized Run cli(String... args) {
-        PrintStream oldOut = System.out;
-        PrintStream oldErr = System.err;
-        ByteArrayOutputStream out = new ByteArrayOutputStream();
-        ByteArrayOutputStream err = new ByteArrayOutputStream();
-        try {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            int status = Main.run(args);
-            return new Run(status, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
+    private static QuantizeLayerCliTest.Run cli(String... args) {
+        return QuantizeLayerCliTest.run(args);
     }
 
     private static double jsonNumber(String json, String key) {
-        Matcher m = Pattern.compile("\"" + key + "\": (-?[0-9.eE+-]+)").matcher(json);
-        assertTrue(m.find(), "report.json lacks numeric key " + key + ":\n" + json);
-        return Double.parseDouble(m.group(1));
+        return QuantizeLayerCliTest.jsonNumber(json, key);
     }
 
     /**
@@ -214,7 +192,7 @@ class NonClipMethodsRealDataTest {
             List<String> args = new ArrayList<>(List.of("quantize-layer", "--weight", w, "--calib", x, "--eval", xe,
                     "--out", out.toString(), "--method"));
             args.addAll(List.of(extra));
-            Run r = cli(args.toArray(new String[0]));
+            QuantizeLayerCliTest.Run r = cli(args.toArray(new String[0]));
             assertEquals(0, r.status(), m + ": " + r.err());
             byte[] stored = Files.readAllBytes(out.resolve("layer." + m));
             String json = Files.readString(out.resolve("report.json"));
@@ -249,19 +227,19 @@ class NonClipMethodsRealDataTest {
         String w = lin.weight(DIR).toString();
         String x = lin.calib(DIR).toString();
         String out = tmp.resolve("o").toString();
-        Run noTarget = cli("quantize-layer", "--weight", w, "--calib", x, "--method", "hptq", "--out", out);
+        QuantizeLayerCliTest.Run noTarget = cli("quantize-layer", "--weight", w, "--calib", x, "--method", "hptq", "--out", out);
         assertEquals(2, noTarget.status());
         assertTrue(noTarget.err().contains("--target-bits"), noTarget.err());
-        Run rateOnGptq = cli("quantize-layer", "--weight", w, "--calib", x, "--outlier-rate", "0.01", "--out", out);
+        QuantizeLayerCliTest.Run rateOnGptq = cli("quantize-layer", "--weight", w, "--calib", x, "--outlier-rate", "0.01", "--out", out);
         assertEquals(2, rateOnGptq.status());
         assertTrue(rateOnGptq.err().contains("ssqr only"), rateOnGptq.err());
-        Run bitsOnHptq = cli("quantize-layer", "--weight", w, "--calib", x, "--method", "hrtn", "--target-bits", "3",
+        QuantizeLayerCliTest.Run bitsOnHptq = cli("quantize-layer", "--weight", w, "--calib", x, "--method", "hrtn", "--target-bits", "3",
                 "--bits", "3", "--out", out);
         assertEquals(2, bitsOnHptq.status());
-        Run unknown = cli("quantize-layer", "--weight", w, "--calib", x, "--method", "huffman", "--out", out);
+        QuantizeLayerCliTest.Run unknown = cli("quantize-layer", "--weight", w, "--calib", x, "--method", "huffman", "--out", out);
         assertEquals(2, unknown.status());
         assertTrue(unknown.err().contains("ssqr, hptq or hrtn"), unknown.err());
-        Run floor = cli("quantize-layer", "--weight", w, "--calib", x, "--method", "hptq", "--target-bits", "0.9",
+        QuantizeLayerCliTest.Run floor = cli("quantize-layer", "--weight", w, "--calib", x, "--method", "hptq", "--target-bits", "0.9",
                 "--out", out);
         assertEquals(2, floor.status());
         assertTrue(floor.err().contains("at least one bit"), floor.err());
@@ -273,7 +251,7 @@ class NonClipMethodsRealDataTest {
     void compareAndBenchHuffmanRun(@TempDir Path tmp) throws Exception {
         Path json = tmp.resolve("cmp.json");
         Path csv = tmp.resolve("cmp.csv");
-        Run r = cli("compare", "--layers", "o_proj", "--targets", "3.125", "--json", json.toString(), "--csv",
+        QuantizeLayerCliTest.Run r = cli("compare", "--layers", "o_proj", "--targets", "3.125", "--json", json.toString(), "--csv",
                 csv.toString());
         assertEquals(0, r.status(), r.err());
         String text = Files.readString(json);
@@ -281,11 +259,11 @@ class NonClipMethodsRealDataTest {
             assertTrue(text.contains("\"method\": \"" + m + "\""), m);
         }
         assertEquals(8, Files.readAllLines(csv).size(), "header and seven rows");
-        Run b = cli("bench-huffman", "--size", "64x300", "--targets", "3.125", "--repeats", "2");
+        QuantizeLayerCliTest.Run b = cli("bench-huffman", "--size", "64x300", "--targets", "3.125", "--repeats", "2");
         assertEquals(0, b.status(), b.err());
         assertTrue(b.out().contains("64x300"), b.out());
         for (String cmd : new String[] {"compare", "bench-huffman"}) {
-            Run help = cli(cmd, "--help");
+            QuantizeLayerCliTest.Run help = cli(cmd, "--help");
             assertEquals(0, help.status());
             assertTrue(help.out().contains("Usage: babai-quant " + cmd), help.out());
         }

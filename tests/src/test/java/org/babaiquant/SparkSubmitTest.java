@@ -31,11 +31,9 @@ class SparkSubmitTest {
         Assumptions.assumeTrue(Files.exists(sparkCp) && Files.exists(app), "application not packaged: run mvn verify");
         Path dir = RealData.miniLm();
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-Xss4m"));
-        for (String m : new String[] {"java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.net", "java.nio",
-                "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "jdk.internal.ref", "sun.nio.ch", "sun.nio.cs",
-                "sun.security.action", "sun.util.calendar"}) {
-            cmd.add("--add-opens=java.base/" + m + "=ALL-UNNAMED");
-        }
+        // Spark's Java 17 module options: the same ones this test JVM got from the pom (babai.jvm.args)
+        java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
+                .filter(a -> a.startsWith("--add-opens")).forEach(cmd::add);
         cmd.addAll(List.of("-cp", Files.readString(sparkCp).strip(), "org.apache.spark.deploy.SparkSubmit",
                 "--master", "local[2]", "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.ui.enabled=false",
                 "--class", "org.babaiquant.cli.Main", app.toString()));

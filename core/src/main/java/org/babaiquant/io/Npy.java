@@ -128,11 +128,8 @@ public final class Npy {
      */
     public static double[][] readMatrix(Path file) {
         try (FileChannel ch = openForRead(file)) {
-            NpyHeader h = readHeader(ch, file);
+            NpyHeader h = readHeader2D(ch, file);
             int[] shape = h.shape;
-            if (shape.length != 2) {
-                throw new BadInputException(file + ": expected a 2-D array, found shape " + shapeString(shape));
-            }
             double[][] out = new double[shape[0]][shape[1]];
             readRows(ch, file, h, shape[0], shape[1], (chunk, first, count) -> decodeDouble(h.dtype, chunk, out, first,
                     count));
@@ -148,11 +145,8 @@ public final class Npy {
      */
     public static float[][] readMatrixF32(Path file) {
         try (FileChannel ch = openForRead(file)) {
-            NpyHeader h = readHeader(ch, file);
+            NpyHeader h = readHeader2D(ch, file);
             int[] shape = h.shape;
-            if (shape.length != 2) {
-                throw new BadInputException(file + ": expected a 2-D array, found shape " + shapeString(shape));
-            }
             float[][] out = new float[shape[0]][shape[1]];
             readRows(ch, file, h, shape[0], shape[1], (chunk, first, count) -> decodeFloat(h.dtype, chunk, out, first,
                     count));
@@ -160,6 +154,14 @@ public final class Npy {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
         }
+    }
+
+    private static NpyHeader readHeader2D(FileChannel ch, Path file) throws IOException {
+        NpyHeader h = readHeader(ch, file);
+        if (h.shape.length != 2) {
+            throw new BadInputException(file + ": expected a 2-D array, found shape " + shapeString(h.shape));
+        }
+        return h;
     }
 
     /** Reads a 1-D array of any supported dtype as doubles. */

@@ -181,7 +181,7 @@ public final class ActivationImporter {
             rows *= shape[i];
         }
         int dim = Math.toIntExact(shape[shape.length - 1]);
-        long dataStart = 8 + headerLength(s.file());
+        long dataStart = SafeTensors.dataStart(s.file());
         return switch (t.dtype()) {
             case "F32" -> new Input(dataStart + t.begin(), rows, dim, 4, "f32", false);
             case "F16" -> new Input(dataStart + t.begin(), rows, dim, 2, "f16", false);
@@ -189,13 +189,5 @@ public final class ActivationImporter {
             case "F64" -> new Input(dataStart + t.begin(), rows, dim, 8, "f32", true);
             default -> throw new BadInputException(s.label() + ": activation dtype " + t.dtype() + " is not supported (F32, F16, BF16, F64)");
         };
-    }
-
-    private static long headerLength(java.nio.file.Path file) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
-            ByteBuffer b = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
-            ch.read(b, 0);
-            return b.getLong(0);
-        }
     }
 }
