@@ -1,8 +1,10 @@
 package org.babaiquant.cli;
 
-import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.sql.SparkSession;
 import org.babaiquant.onnx.ActivationCapture;
 import org.babaiquant.onnx.BundledMiniLm;
+import org.babaiquant.spark.HadoopConfs;
+import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -43,13 +45,33 @@ public final class CaptureCommand implements Callable<Integer> {
     @Option(names = "--overwrite", description = "replace sites that already exist under --out")
     boolean overwrite;
 
+    @Option(names = "--partitions", paramLabel = "N", description = "Spark tasks (text shards) the paragraphs are split into, each running"
+            + " its own ONNX Runtime session (default: Spark's default parallelism)")
+    Integer partitions;
+
+    @Option(names = "--master", paramLabel = "URL", description = "Spark master when not under spark-submit (default: local[*])")
+    String master;
+
+    @Option(names = "--no-spark", description = "run in this process without Spark (same rows, one part file per site)")
+    boolean noSpark;
+
     @Override
     public Integer call() {
         Path model = onnx != null ? onnx : BundledMiniLm.onnx();
         Path tok = tokenizer != null ? tokenizer : BundledMiniLm.tokenizer();
         long t0 = System.nanoTime();
-        ActivationCapture.Result r = ActivationCapture.run(new Configuration(),
-                new ActivationCapture.Config(model, tok, text, out, samples, maxLen, seed, rowsPerSeq, overwrite), System.err::println);
+        ActivationCapture.Config cfg = new ActivationCapture.Config(model, tok, text, out, samples, maxLen, seed, rowsPerSeq, overwrite);
+        ActivationCapture.Result r;
+        if (noSpark) {
+            r = ActivationCapture.run(HadoopConfs.fromEnvironmentAndSpark(), cfg, ConsoleProgress::accept);
+        } else {
+            SparkSession spark = SparkSupport.session(master, "babai-quant capture");
+            int n = partitions != null ? partitions : spark.sparkContext().defaultParallelism();
+            if (n < 1) {
+                throw new IllegalArgumentException("--partitions must be ≥ 1, got " + n);
+            }
+            r = ActivationCapture.run(spark, cfg, n, ConsoleProgress::accept);
+        }
         for (ActivationCapture.Site s : r.sites()) {
             System.out.printf("site %-20s d=%-5d %7d tokens  tensor %s  feeds %s%n", s.name(), s.dim(), r.tokens().get(s.name()),
                     s.tensor(), String.join(", ", s.linears()));

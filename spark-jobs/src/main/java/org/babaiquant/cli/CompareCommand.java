@@ -9,6 +9,7 @@ import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
 import org.babaiquant.io.Npy;
+import org.babaiquant.nonclip.BitBudget;
 import org.babaiquant.nonclip.Hptq;
 import org.babaiquant.nonclip.HptqFormat;
 import org.babaiquant.nonclip.Ssqr;
@@ -86,13 +87,8 @@ public final class CompareCommand implements Callable<Integer> {
     Path json;
 
     static final List<String> METHODS = List.of("rtn", "gptq", "gptq-noclip", "babai", "ssqr", "hrtn", "hptq");
-    /** Group sizes the matched-bits rule chooses from; −1 is one scale per row. */
-    private static final int[] GROUP_SIZES = {32, 64, 128, 256, 512, 1024, 2048, 4096, -1};
-    /** SSQR's smallest outlier budget: below it the outliers could not absorb GPTQ's overflow. */
-    static final double SSQR_MIN_RATE = 0.001;
-    static final double SSQR_MAX_RATE = 0.05;
-    /** An outlier's cost in the SSQR file: a 2-byte column index and a 2-byte code. */
-    private static final int BITS_PER_OUTLIER = 32;
+    static final double SSQR_MIN_RATE = BitBudget.SSQR_MIN_RATE;
+    static final double SSQR_MAX_RATE = BitBudget.SSQR_MAX_RATE;
 
     /** One line of the table. {@code overflow} is −1 where it does not apply. */
     record Row(String layer, double target, String method, String config, double bitsPerWeight, double evalRelError,
@@ -232,51 +228,19 @@ public final class CompareCommand implements Callable<Integer> {
                 rep.loss(), rep.bound(), overflow, sec);
     }
 
-    /** The group size (from {@link #GROUP_SIZES}) whose GPTQ checkpoint size is nearest the target; ties: smaller. */
+    /** See {@link BitBudget#nearestGroupSize}. */
     public static int nearestGroupSize(int rows, int cols, int bits, double target) {
-        int best = -1;
-        double bestGap = Double.POSITIVE_INFINITY;
-        for (int g : GROUP_SIZES) {
-            if (g != -1 && g >= cols) {
-                continue;
-            }
-            int gsEff = g == -1 ? cols : g;
-            double[][] dummy = new double[rows][(cols + gsEff - 1) / gsEff];
-            double bpw = GptqSolver.checkpointBitsPerWeight(rows, cols, QuantGrid.of(bits, g, cols, dummy, dummy), false);
-            double gap = Math.abs(bpw - target);
-            if (gap < bestGap - 1e-12) {
-                bestGap = gap;
-                best = g;
-            }
-        }
-        return best;
+        return BitBudget.nearestGroupSize(rows, cols, bits, target);
     }
 
-    /** SSQR's size without outliers, in bits per weight, from the format's own size formula. */
-    public static double ssqrDenseBits(int rows, int cols, int bits, int groupSize) {
-        int gsEff = groupSize == -1 ? cols : Math.min(groupSize, cols);
-        int groups = (cols + gsEff - 1) / gsEff;
-        int w = cols <= 0xFFFF ? 2 : 4;
-        return 8.0 * SsqrFormat.size(rows, cols, groups, bits, 0, w, 2) / ((double) rows * cols);
-    }
-
-    /** The smallest group size that leaves room for {@link #SSQR_MIN_RATE} outliers under the target; else −1. */
+    /** See {@link BitBudget#ssqrGroupSize}. */
     public static int ssqrGroupSize(int rows, int cols, int bits, double target) {
-        for (int g : GROUP_SIZES) {
-            if (g != -1 && g >= cols) {
-                continue;
-            }
-            if (ssqrDenseBits(rows, cols, bits, g) + BITS_PER_OUTLIER * SSQR_MIN_RATE <= target) {
-                return g;
-            }
-        }
-        return -1;
+        return BitBudget.ssqrGroupSize(rows, cols, bits, target);
     }
 
-    /** The outlier rate that fills the target, clamped to [0.1%, 5%]. */
+    /** See {@link BitBudget#ssqrRate}. */
     public static double ssqrRate(int rows, int cols, int bits, int groupSize, double target) {
-        double r = (target - ssqrDenseBits(rows, cols, bits, groupSize)) / BITS_PER_OUTLIER;
-        return Math.min(SSQR_MAX_RATE, Math.max(SSQR_MIN_RATE, r));
+        return BitBudget.ssqrRate(rows, cols, bits, groupSize, target);
     }
 
     /** W with the columns of inputs that never fired zeroed, which is what the solver fits its grid on. */

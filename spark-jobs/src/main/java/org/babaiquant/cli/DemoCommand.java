@@ -1,114 +1,269 @@
 package org.babaiquant.cli;
 
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.spark.sql.SparkSession;
 import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.GptqSolver;
-import org.babaiquant.core.HessianAccumulator;
-import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.Method;
-import org.babaiquant.core.QuantGrid;
-import org.babaiquant.core.QuantizedLayer;
-import org.babaiquant.io.Npy;
+import org.babaiquant.nonclip.BitBudget;
+import org.babaiquant.onnx.ActivationCapture;
+import org.babaiquant.onnx.BundledMiniLm;
+import org.babaiquant.onnx.EmbeddingEvaluation;
+import org.babaiquant.onnx.EvaluationReport;
+import org.babaiquant.onnx.OnnxApply;
+import org.babaiquant.onnx.Paragraphs;
+import org.babaiquant.onnx.WordPieceTokenizer;
+import org.babaiquant.spark.HessianJob;
+import org.babaiquant.spark.QuantizeJob;
+import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.concurrent.Callable;
 
 /**
- * {@code demo}: the embedded default. Quantizes the six real MiniLM layer-0 linears with RTN, GPTQ in several
- * orders and Babai's order, calibrated on Brown-corpus activations, and measures the output error on held-out Austen
- * activations: the quickest way to see the method work on real data.
+ * {@code demo}: README command one, the whole pipeline on the embedded default. all-MiniLM-L6-v2 (resolved through
+ * Maven) is run on Brown-corpus paragraphs to capture the inputs of its 36 linears (Spark tasks over text shards),
+ * Hessians are accumulated on Spark, every linear is quantized by each method at each budget (one Spark task per
+ * layer), each result is written back into an ONNX model and compared with the original on held-out Jane Austen
+ * paragraphs: one table, one Parquet row per run.
+ *
+ * <p>Everything lands under {@code --work}; a rerun reuses what is there (the capture when its parameters match, the
+ * Hessians and quantized layers by fingerprint), so it only redoes the evaluation.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Quantize the bundled real MiniLM layer-0 linears (RTN, GPTQ natural/act-order/min-pivot, "
-                + "Babai order) and print the report table.",
-                "Columns: eval_err = ‖XeWᵀ−XeQᵀ‖/‖XeWᵀ‖ on held-out text; loss/bound = Σ loss / Σ Babai bound;"
-                        + " clipped = weights clamped to the grid; tr(D) = Σ 1/U_kk²."})
+        description = {"The main job on the embedded default: capture all-MiniLM-L6-v2's linear inputs on bundled Brown-corpus text,",
+                "Hessians, quantize all 36 linears with RTN, GPTQ (act-order), Babai (min-pivot order), SSQR and HPTQ at about",
+                "3.1 and 4.1 bits/weight, write each back into the ONNX model and evaluate it on held-out Austen paragraphs.",
+                "Columns: bits/w from the bytes stored (GPTQ checkpoint layout for the grid methods, the file for SSQR/HPTQ);",
+                "cos = cosine of the sentence embeddings of original and quantized model; retrieval = paragraphs whose nearest",
+                "other paragraph is unchanged; loss/bound = mean over layers of Σ loss / Σ Babai bound; seconds = quantize stage."})
 public final class DemoCommand implements Callable<Integer> {
-    @Option(names = "--data", paramLabel = "DIR", description = "data folder (default: the bundled data/minilm-l6-v2)")
-    Path data;
+    @Option(names = "--work", paramLabel = "DIR", defaultValue = "babai-demo", description = "where activations, Hessians, quantized layers"
+            + " and the evaluation table go (default: ${DEFAULT-VALUE} in the current directory)")
+    Path work;
 
-    @Option(names = "--bits", split = ",", defaultValue = "4,3", description = "bit widths (default: ${DEFAULT-VALUE})")
+    @Option(names = "--calib-paragraphs", defaultValue = "300", description = "Brown-corpus paragraphs to capture (of 300 bundled; default: ${DEFAULT-VALUE})")
+    int calibParagraphs;
+
+    @Option(names = "--rows-per-seq", defaultValue = "16", description = "token positions kept per calibration paragraph (default: ${DEFAULT-VALUE})")
+    int rowsPerSeq;
+
+    @Option(names = "--eval-paragraphs", defaultValue = "100", description = "held-out Austen paragraphs (of 100 bundled; default: ${DEFAULT-VALUE})")
+    int evalParagraphs;
+
+    @Option(names = "--bits", split = ",", defaultValue = "3,4", description = "budgets as grid bit widths: b-bit groups of 128 for RTN/GPTQ/Babai,"
+            + " and the same bits per weight for SSQR and HPTQ (default: ${DEFAULT-VALUE})")
     List<Integer> bits;
 
-    @Option(names = "--group-size", defaultValue = "-1", description = "(default: ${DEFAULT-VALUE}, one scale per row)")
-    int groupSize;
+    @Option(names = "--methods", split = ",", defaultValue = "rtn,gptq,babai,ssqr,hptq", description = "(default: ${DEFAULT-VALUE})")
+    List<String> methods;
+
+    @Option(names = "--master", paramLabel = "URL", description = "Spark master (default: local[*])")
+    String master;
+
+    @Option(names = "--keep-onnx", description = "keep the quantized ONNX models under --work/onnx (90 MB each; default: deleted after evaluation)")
+    boolean keepOnnx;
 
     @Option(names = "--csv", paramLabel = "FILE", description = "also write the table as CSV")
     Path csv;
 
-    private record Variant(String label, Method method, ColumnOrder order, boolean clip) {}
+    /** One quantization run of the table. */
+    record Run(String method, int bits, QuantizeJob.Config config) {
+        String label() {
+            return method + "-" + bits + "bit";
+        }
+    }
 
-    private static final List<Variant> VARIANTS = List.of(
-            new Variant("rtn", Method.RTN, ColumnOrder.NATURAL, true),
-            new Variant("gptq natural", Method.GPTQ, ColumnOrder.NATURAL, true),
-            new Variant("gptq act-order", Method.GPTQ, ColumnOrder.ACT_ORDER, true),
-            new Variant("gptq min-pivot", Method.GPTQ, ColumnOrder.MIN_PIVOT, true),
-            new Variant("babai (reverse)", Method.BABAI, ColumnOrder.REVERSE, true),
-            new Variant("babai no-clip", Method.BABAI, ColumnOrder.MIN_PIVOT, false));
+    /** One line of the table. */
+    record Line(Run run, EvaluationReport.QuantizeSummary summary, EmbeddingEvaluation.Result eval, double quantizeSeconds) {}
+
+    static final int GROUP_SIZE = 128;
+    private static final int MAX_LEN = 128;
 
     @Override
     public Integer call() {
-        Path dir = data != null ? data : MiniLmLayer0.defaultDir();
-        System.out.println("babai-quant demo: all-MiniLM-L6-v2 encoder layer 0, calibrated on " + dir.resolve("activations")
-                + " (Brown corpus), evaluated on held-out Austen rows; grid asym, group " + groupSize + ", damp 0.01");
-        Map<String, double[][]> hessians = new HashMap<>();
-        Map<String, Long> tokens = new HashMap<>();
-        String header = String.format(Locale.ROOT, "%-9s %4s  %-16s %9s %10s %7s %11s %8s %6s",
-                "layer", "bits", "method", "eval_err", "loss/bound", "clipped", "tr(D)", "bpw", "sec");
-        System.out.println(header);
-        List<String> csvRows = new ArrayList<>();
-        csvRows.add("layer,bits,method,order,clip,eval_rel_error,loss,bound,loss_over_bound,clipped,trace_d,bits_per_weight,seconds");
-        int total = MiniLmLayer0.LINEARS.size() * bits.size() * VARIANTS.size();
-        int done = 0;
-        for (MiniLmLayer0.Linear lin : MiniLmLayer0.LINEARS) {
-            double[][] w = Npy.readMatrix(lin.weight(dir));
-            double[][] h = hessians.computeIfAbsent(lin.site(), s -> {
-                HessianAccumulator acc = new HessianAccumulator(w[0].length).add(Npy.readMatrixF32(lin.calib(dir)));
-                tokens.put(s, acc.tokens());
-                return acc.hessian();
-            });
-            double[][] xe = Npy.readMatrix(lin.eval(dir));
-            for (int b : bits) {
-                for (Variant v : VARIANTS) {
-                    GptqSolver.Options opt = new GptqSolver.Options(v.method(), new QuantGrid.Spec(b, groupSize, false, false),
-                            v.order(), v.clip(), 0.01, 128, 6);
-                    QuantizedLayer q = GptqSolver.quantize(w, h, opt);
-                    LayerReport r = q.report();
-                    r.tokens = tokens.get(lin.site());
-                    r.evalRelError = GptqSolver.relativeOutputError(xe, w, q.dequant());
-                    done++;
-                    ConsoleProgress.line(String.format(Locale.ROOT, "%-9s %4d  %-16s %9.5f %10.4f %7d %11.4g %8.3f %6.2f",
-                            lin.name(), b, v.label(), r.evalRelError, r.lossOverBound(), r.clipped(), r.traceD,
-                            r.bitsPerWeight, r.seconds));
-                    csvRows.add(String.join(",", lin.name(), String.valueOf(b), v.method().cliName, v.order().cliName,
-                            String.valueOf(v.clip()), fmt(r.evalRelError), fmt(r.loss()), fmt(r.bound()),
-                            fmt(r.lossOverBound()), String.valueOf(r.clipped()), fmt(r.traceD), fmt(r.bitsPerWeight),
-                            fmt(r.seconds)));
-                }
+        for (String m : methods) {
+            if (!List.of("rtn", "gptq", "babai", "ssqr", "hptq").contains(m)) {
+                throw new IllegalArgumentException("--methods: unknown method '" + m + "' (rtn, gptq, babai, ssqr, hptq)");
             }
-            ConsoleProgress.live(String.format(Locale.ROOT, "[demo] %d/%d runs done", done, total));
         }
+        for (int b : bits) {
+            if (b < 2 || b > 8) {
+                throw new IllegalArgumentException("--bits must be in 2..8, got " + b);
+            }
+        }
+        if (calibParagraphs < 1 || evalParagraphs < 2 || rowsPerSeq < 1) {
+            throw new IllegalArgumentException("need --calib-paragraphs ≥ 1, --eval-paragraphs ≥ 2 and --rows-per-seq ≥ 1");
+        }
+        long t0 = System.nanoTime();
+        Path onnx = BundledMiniLm.onnx();
+        Path tokenizer = BundledMiniLm.tokenizer();
+        Path text = MiniLmLayer0.defaultDir().resolveSibling("text");
+        Path root = work.toAbsolutePath().normalize();
+        System.out.printf("babai-quant demo: all-MiniLM-L6-v2 (%s), %d Brown paragraphs × %d tokens to calibrate, %d Austen"
+                        + " paragraphs held out; work folder %s%n", onnx.getFileName(), calibParagraphs, rowsPerSeq, evalParagraphs, root);
+        SparkSession spark = SparkSupport.session(master, "babai-quant demo");
+        Configuration conf = spark.sparkContext().hadoopConfiguration();
+        int parallelism = spark.sparkContext().defaultParallelism();
+
+        String act = root.resolve("activations").toString();
+        ActivationCapture.Config capture = new ActivationCapture.Config(onnx, tokenizer, List.of(text.resolve("brown.calib.txt")), act,
+                calibParagraphs, MAX_LEN, 1234, rowsPerSeq, true);
+        stage("capture", () -> captureOnce(spark, capture, parallelism));
+        String hessians = root.resolve("hessians").toString();
+        stage("hessian", () -> HessianJob.run(spark, new HessianJob.Config(act, hessians, List.of(), parallelism, 256, 512, false),
+                ConsoleProgress::live));
+
+        List<Run> runs = runs(onnx.toString(), hessians, root.resolve("quantized"));
+        List<double[]> quantSeconds = new ArrayList<>();
+        int k = 0;
+        for (Run r : runs) {
+            String tag = String.format(Locale.ROOT, "quantize %d/%d %s", ++k, runs.size(), r.label());
+            long q0 = System.nanoTime();
+            stage(tag, () -> QuantizeJob.run(spark, r.config(), s -> ConsoleProgress.live("[" + tag + "] " + s.replaceFirst("^\\[quantize\\] ", ""))));
+            quantSeconds.add(new double[] {(System.nanoTime() - q0) / 1e9});
+        }
+
+        WordPieceTokenizer tok = WordPieceTokenizer.read(tokenizer);
+        List<String> heldOut = Paragraphs.read(List.of(text.resolve("austen-emma.eval.txt")), evalParagraphs);
+        double[][][] reference = new double[1][][];
+        stage("embed original", () -> reference[0] = EmbeddingEvaluation.embed(onnx, tok, heldOut, MAX_LEN));
+        String evalUri = root.resolve("evaluation").toString();
+        Path models = root.resolve("onnx");
+        List<Line> lines = new ArrayList<>();
+        k = 0;
+        for (Run r : runs) {
+            String tag = String.format(Locale.ROOT, "evaluate %d/%d %s", ++k, runs.size(), r.label());
+            double qs = quantSeconds.get(k - 1)[0];
+            stage(tag, () -> {
+                Path model = models.resolve(r.label() + ".onnx");
+                try {
+                    Files.createDirectories(models);
+                    long e0 = System.nanoTime();
+                    OnnxApply.Applied applied = OnnxApply.apply(conf, onnx, r.config().out(), model);
+                    EmbeddingEvaluation.Result res = EmbeddingEvaluation.compare(reference[0],
+                            EmbeddingEvaluation.embed(model, tok, heldOut, MAX_LEN), (System.nanoTime() - e0) / 1e9);
+                    EvaluationReport.QuantizeSummary sum = EvaluationReport.summarize(conf, r.config().out(), applied.replaced());
+                    EvaluationReport.write(conf, evalUri, new EvaluationReport.Row(onnx.toString(), r.config().out(), sum, MAX_LEN, res));
+                    lines.add(new Line(r, sum, res, qs));
+                    if (!keepOnnx) {
+                        Files.deleteIfExists(model);
+                    }
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            });
+        }
+        ConsoleProgress.clear();
+        System.out.println();
+        for (String line : table(lines)) {
+            System.out.println(line);
+        }
+        System.out.printf("%n%d runs in %.0f s; evaluation rows: %s (Parquet), quantized layers: %s (see: bin/babai-quant report DIR)%n",
+                runs.size(), (System.nanoTime() - t0) / 1e9, evalUri, root.resolve("quantized"));
         if (csv != null) {
             try {
-                Files.write(csv, csvRows);
+                Files.write(csv, csv(lines), StandardCharsets.UTF_8);
             } catch (IOException e) {
-                throw new UncheckedIOException(e);
+                throw new UncheckedIOException("cannot write " + csv + ": " + e.getMessage(), e);
             }
             System.out.println("wrote " + csv);
         }
         return 0;
     }
 
-    private static String fmt(double d) {
-        return Double.toString(d);
+    /** The runs of the table, budget by budget. SSQR and HPTQ get the bits per weight of the b-bit g128 checkpoint. */
+    List<Run> runs(String model, String hessians, Path out) {
+        List<Run> runs = new ArrayList<>();
+        for (int b : bits) {
+            double target = targetBits(b);
+            for (String m : methods) {
+                String dir = out.resolve(m + "-" + b + "bit").toString();
+                QuantizeJob.Config c = switch (m) {
+                    case "rtn" -> lattice(model, hessians, dir, Method.RTN, b, ColumnOrder.NATURAL);
+                    case "gptq" -> lattice(model, hessians, dir, Method.GPTQ, b, ColumnOrder.ACT_ORDER);
+                    case "babai" -> lattice(model, hessians, dir, Method.BABAI, b, ColumnOrder.MIN_PIVOT);
+                    default -> new QuantizeJob.Config(model, hessians, dir, Method.GPTQ, b, GROUP_SIZE, false, false, ColumnOrder.ACT_ORDER,
+                            false, 0.01, 128, null, List.of(), null, null, 0, "auto", 0, false, m, 0.01, target);
+                };
+                runs.add(new Run(m, b, c));
+            }
+        }
+        return runs;
+    }
+
+    /** Bits per weight of a b-bit, groups-of-128 GPTQ checkpoint of MiniLM's layer shapes (natural order). */
+    static double targetBits(int b) {
+        return BitBudget.checkpointBits(384, 384, b, GROUP_SIZE);
+    }
+
+    private static QuantizeJob.Config lattice(String model, String hessians, String out, Method method, int b, ColumnOrder order) {
+        return new QuantizeJob.Config(model, hessians, out, method, b, GROUP_SIZE, false, false, order, true, 0.01, 128, null,
+                List.of(), null, null, 0, "auto", 0, false);
+    }
+
+    /** The capture, unless the folder holds one made with the same parameters (a marker written after it). */
+    private static void captureOnce(SparkSession spark, ActivationCapture.Config cfg, int shards) {
+        String params = String.format(Locale.ROOT, "onnx=%s samples=%d max_len=%d seed=%d rows_per_seq=%d text=%s%n",
+                cfg.onnx().getFileName(), cfg.samples(), cfg.maxLen(), cfg.seed(), cfg.rowsPerSeq(), cfg.text());
+        org.apache.hadoop.fs.Path marker = new org.apache.hadoop.fs.Path(cfg.out(), "_demo-capture.txt");
+        try {
+            FileSystem fs = marker.getFileSystem(spark.sparkContext().hadoopConfiguration());
+            if (fs.exists(marker)) {
+                try (var in = fs.open(marker)) {
+                    if (new String(in.readAllBytes(), StandardCharsets.UTF_8).equals(params)) {
+                        ConsoleProgress.line("[capture] reusing " + cfg.out() + " (same parameters)");
+                        return;
+                    }
+                }
+                fs.delete(marker, false);
+            }
+            ActivationCapture.run(spark, cfg, shards, ConsoleProgress::live);
+            try (var o = fs.create(marker, true)) {
+                o.write(params.getBytes(StandardCharsets.UTF_8));
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + cfg.out() + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void stage(String name, Runnable body) {
+        long t0 = System.nanoTime();
+        ConsoleProgress.live("[" + name + "] ...");
+        body.run();
+        ConsoleProgress.line(String.format(Locale.ROOT, "%-34s %6.1f s", name, (System.nanoTime() - t0) / 1e9));
+    }
+
+    static List<String> table(List<Line> lines) {
+        List<String> out = new ArrayList<>();
+        out.add(String.format(Locale.ROOT, "%-6s %4s %7s %9s %9s %9s %10s %8s", "method", "bits", "bits/w", "mean cos", "min cos",
+                "retrieval", "loss/bound", "seconds"));
+        for (Line l : lines) {
+            out.add(String.format(Locale.ROOT, "%-6s %4d %7.3f %9.4f %9.4f %8.0f%% %10.3f %8.1f", l.run().method(), l.run().bits(),
+                    l.summary().bitsPerWeight(), l.eval().meanCosine(), l.eval().minCosine(), 100 * l.eval().retrievalAgreement(),
+                    l.summary().meanLossOverBound(), l.quantizeSeconds()));
+        }
+        return out;
+    }
+
+    private static List<String> csv(List<Line> lines) {
+        List<String> out = new ArrayList<>();
+        out.add("method,bits,bits_per_weight,mean_cosine,min_cosine,retrieval_agreement,mean_loss_over_bound,quantize_seconds,eval_seconds,quantized");
+        for (Line l : lines) {
+            out.add(String.join(",", l.run().method(), String.valueOf(l.run().bits()), String.valueOf(l.summary().bitsPerWeight()),
+                    String.valueOf(l.eval().meanCosine()), String.valueOf(l.eval().minCosine()),
+                    String.valueOf(l.eval().retrievalAgreement()), String.valueOf(l.summary().meanLossOverBound()),
+                    String.valueOf(l.quantizeSeconds()), String.valueOf(l.eval().seconds()), l.run().config().out()));
+        }
+        return out;
     }
 }

@@ -11,7 +11,7 @@ import java.io.UncheckedIOException;
         description = "Lattice quantization of LLM weights: GPTQ as Babai's nearest-plane algorithm (arXiv 2507.18553).",
         subcommands = {QuantizeLayerCommand.class, ImportActivationsCommand.class, HessianCommand.class,
                 HessianExportCommand.class, QuantizeCommand.class, ReportCommand.class, ExportCommand.class,
-                DemoCommand.class, CaptureCommand.class, ApplyCommand.class, EvaluateCommand.class,
+                DemoCommand.class, Layer0DemoCommand.class, CaptureCommand.class, ApplyCommand.class, EvaluateCommand.class,
                 BenchCommand.class, BenchHessianCommand.class, BenchQuantizeCommand.class, CompareCommand.class,
                 BenchHuffmanCommand.class, PipelineCommand.class,
                 CommandLine.HelpCommand.class})

@@ -42,7 +42,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--outlier-rate", defaultValue = "0.01", description = "ssqr: target outlier density (default: ${DEFAULT-VALUE})")
     double outlierRate;
 
-    @Option(names = "--target-bits", defaultValue = "0", description = "hptq/hrtn: target bits per weight incl. tables, e.g. 3.125")
+    @Option(names = "--target-bits", defaultValue = "0", description = "hptq/hrtn: target bits per weight incl. tables, e.g. 3.125; ssqr: when set, inlier bits, group size and outlier rate per layer to fill it (then --bits, --group-size, --outlier-rate are ignored)")
     double targetBits;
 
     @Option(names = "--bits", defaultValue = "4", description = "(default: ${DEFAULT-VALUE})")

@@ -3,11 +3,18 @@ package org.babaiquant.onnx;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.broadcast.Broadcast;
+import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerTaskEnd;
+import org.apache.spark.sql.SparkSession;
 import org.babaiquant.BadInputException;
 import org.babaiquant.spark.ActivationLayout;
 import org.babaiquant.spark.LayerMap;
+import org.babaiquant.spark.SparkSupport;
 
 import java.io.IOException;
+import java.io.Serializable;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -16,9 +23,11 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
 import java.util.UUID;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
 /**
@@ -35,6 +44,9 @@ import java.util.function.Consumer;
  * linear's MatMul node name ({@code layer0_attn_in}, … for BERT exports), else the sanitised tensor name (then pass
  * {@code --map} rules to the quantize stage). Sites are written under {@code OUT/_tmp-capture-*} and renamed into place
  * when all are complete.
+ *
+ * <p>On Spark ({@link #run(SparkSession, Config, int, Consumer)}) the driver tokenizes and draws the positions, and
+ * executor tasks each run the model over a contiguous range of paragraphs, one part file per site and task.
  */
 public final class ActivationCapture {
 
@@ -49,7 +61,7 @@ public final class ActivationCapture {
     }
 
     /** One input site: the tensor it is, its width, the linears (MatMul node names) reading it. */
-    public record Site(String name, String tensor, int dim, List<String> linears) {}
+    public record Site(String name, String tensor, int dim, List<String> linears) implements Serializable {}
 
     /** Per site: tokens and tiles written. {@code rows}: (sequence, position, token id) of every captured row. */
     public record Result(List<Site> sites, Map<String, Long> tokens, int sequences, List<int[]> rows) {}
@@ -83,25 +95,117 @@ public final class ActivationCapture {
         return sites;
     }
 
-    /** Runs the capture; {@code progress} gets a line every 50 paragraphs. */
+    /** One paragraph as planned on the driver: its index in the text, its token ids and the positions kept. */
+    public record Sequence(int index, int[] ids, int[] positions) implements Serializable {}
+
+    /**
+     * Tokenizes the paragraphs and draws every paragraph's positions in paragraph order from one seeded
+     * {@link Random}: the draw depends only on the text, the tokenizer and the seed, never on how the paragraphs are
+     * later split into shards, so every sharding writes the same rows.
+     */
+    public static List<Sequence> plan(Config cfg) {
+        WordPieceTokenizer tok = WordPieceTokenizer.read(cfg.tokenizer());
+        List<String> paragraphs = Paragraphs.read(cfg.text(), cfg.samples());
+        Random rng = new Random(cfg.seed());
+        List<Sequence> seqs = new ArrayList<>(paragraphs.size());
+        for (int i = 0; i < paragraphs.size(); i++) {
+            int[] ids = tok.encode(paragraphs.get(i), cfg.maxLen());
+            int t = ids.length;
+            seqs.add(new Sequence(i, ids, pickRows(rng, t, cfg.rowsPerSeq() <= 0 ? t : Math.min(t, cfg.rowsPerSeq()))));
+        }
+        return seqs;
+    }
+
+    /** Runs the capture in this process (one shard); {@code progress} gets a line every 50 paragraphs. */
     public static Result run(Configuration conf, Config cfg, Consumer<String> progress) {
         OnnxModel model = OnnxModel.read(cfg.onnx());
         List<Site> sites = sites(model);
-        WordPieceTokenizer tok = WordPieceTokenizer.read(cfg.tokenizer());
-        List<String> paragraphs = Paragraphs.read(cfg.text(), cfg.samples());
-        byte[] bytes;
-        try {
-            byte[] base = Files.readAllBytes(cfg.onnx());
-            byte[] extra = OnnxModel.extraOutputs(sites.stream().map(Site::tensor).toList());
-            bytes = Arrays.copyOf(base, base.length + extra.length);
-            System.arraycopy(extra, 0, bytes, base.length, extra.length);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + cfg.onnx() + ": " + e.getMessage(), e);
+        List<Sequence> seqs = plan(cfg);
+        byte[] bytes = withSiteOutputs(cfg.onnx(), sites);
+        return commit(conf, cfg, sites, seqs, tmp -> new long[][] {
+                captureShard(conf, bytes, label(cfg), sites, seqs, tmp, 0, 0, progress)});
+    }
+
+    /**
+     * Runs the capture on Spark: the paragraphs are planned on the driver ({@link #plan}), cut into {@code shards}
+     * contiguous ranges, and each executor task runs its own ONNX Runtime session (the model's bytes are broadcast)
+     * over one range, writing {@code part-NNNNN-capture.parquet} per site. The rows written are those of the
+     * in-process {@link #run(Configuration, Config, Consumer)}, whatever {@code shards} (only the files differ).
+     */
+    public static Result run(SparkSession spark, Config cfg, int shards, Consumer<String> progress) {
+        OnnxModel model = OnnxModel.read(cfg.onnx());
+        List<Site> sites = sites(model);
+        List<Sequence> seqs = plan(cfg);
+        int n = Math.max(1, Math.min(shards, seqs.size()));
+        List<Shard> parts = new ArrayList<>();
+        long firstTile = 0; // tiles are numbered across a site's files: each shard starts where the previous ends
+        for (int p = 0; p < n; p++) {
+            List<Sequence> range = new ArrayList<>(seqs.subList((int) ((long) seqs.size() * p / n), (int) ((long) seqs.size() * (p + 1) / n)));
+            parts.add(new Shard(p, firstTile, range));
+            for (Sequence q : range) {
+                firstTile += (q.positions().length + ActivationLayout.MAX_TILE_ROWS - 1) / ActivationLayout.MAX_TILE_ROWS;
+            }
         }
+        JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
+        SparkSupport.HadoopConf hconf = SparkSupport.hadoopConf(spark);
+        Broadcast<byte[]> bytes = jsc.broadcast(withSiteOutputs(cfg.onnx(), sites));
+        String label = label(cfg);
+        AtomicInteger done = new AtomicInteger();
+        SparkListener listener = new SparkListener() {
+            @Override
+            public void onTaskEnd(SparkListenerTaskEnd end) {
+                progress.accept("[capture] " + done.incrementAndGet() + "/" + n + " shards done");
+            }
+        };
+        jsc.setJobDescription("capture: " + seqs.size() + " paragraphs in " + n + " shard(s), " + sites.size() + " sites");
+        spark.sparkContext().addSparkListener(listener);
+        try {
+            return commit(spark.sparkContext().hadoopConfiguration(), cfg, sites, seqs, tmp -> {
+                String root = tmp.toString();
+                return jsc.parallelize(parts, n).map(p -> captureShard(hconf.get(), bytes.value(), label, sites, p.seqs(),
+                        new Path(root), p.part(), p.firstTile(), s -> { })).collect().toArray(new long[0][]);
+            });
+        } catch (RuntimeException e) {
+            BadInputException bad = SparkSupport.badInput(e);
+            throw bad == null ? e : bad == e ? bad : new BadInputException(bad.getMessage(), e);
+        } finally {
+            spark.sparkContext().removeSparkListener(listener);
+            bytes.destroy();
+        }
+    }
+
+    /** The paragraphs one executor task captures. */
+    private record Shard(int part, long firstTile, List<Sequence> seqs) implements Serializable {}
+
+    private static String label(Config cfg) {
+        return cfg.onnx().getFileName().toString();
+    }
+
+    /** The model's bytes with every site's tensor added as a graph output. */
+    private static byte[] withSiteOutputs(java.nio.file.Path onnx, List<Site> sites) {
+        try {
+            byte[] base = Files.readAllBytes(onnx);
+            byte[] extra = OnnxModel.extraOutputs(sites.stream().map(Site::tensor).toList());
+            byte[] bytes = Arrays.copyOf(base, base.length + extra.length);
+            System.arraycopy(extra, 0, bytes, base.length, extra.length);
+            return bytes;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + onnx + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** What writes the shards under a temporary root and returns each shard's rows per site. */
+    private interface ShardWriter {
+        long[][] write(Path tmp) throws IOException;
+    }
+
+    /**
+     * Checks the destination, lets {@code writer} fill {@code OUT/_tmp-capture-UUID/site=.../part-*}, then renames each
+     * site folder into place; the temporary root is removed whatever happens.
+     */
+    private static Result commit(Configuration conf, Config cfg, List<Site> sites, List<Sequence> seqs, ShardWriter writer) {
         Path out = new Path(cfg.out());
         Path tmp = new Path(out, "_tmp-capture-" + UUID.randomUUID());
-        Random rng = new Random(cfg.seed());
-        List<int[]> rows = new ArrayList<>();
         Map<String, Long> tokens = new LinkedHashMap<>();
         try {
             FileSystem fs = out.getFileSystem(conf);
@@ -111,51 +215,14 @@ public final class ActivationCapture {
                     throw new BadInputException(dst + " already exists: choose another --out or pass --overwrite");
                 }
             }
-            String label = cfg.onnx().getFileName().toString();
-            Map<String, ActivationLayout.Writer> writers = new LinkedHashMap<>();
-            long[] tiles = new long[sites.size()];
-            try (OnnxRunner runner = new OnnxRunner(cfg.onnx().toString(), bytes, false)) {
-                try {
-                    for (Site s : sites) {
-                        writers.put(s.name(), new ActivationLayout.Writer(conf, new Path(new Path(tmp, ActivationLayout.siteDir(s.name())),
-                                "part-00000-capture.parquet"), s.name(), label + ":" + s.tensor(), s.dim(), "f32"));
-                        tokens.put(s.name(), 0L);
+            try {
+                long[][] perShard = writer.write(tmp);
+                for (int k = 0; k < sites.size(); k++) {
+                    long sum = 0;
+                    for (long[] shard : perShard) {
+                        sum += shard[k];
                     }
-                    List<String> names = sites.stream().map(Site::tensor).toList();
-                    for (int seq = 0; seq < paragraphs.size(); seq++) {
-                        int[] ids = tok.encode(paragraphs.get(seq), cfg.maxLen());
-                        int t = ids.length;
-                        int[] pos = pickRows(rng, t, cfg.rowsPerSeq() <= 0 ? t : Math.min(t, cfg.rowsPerSeq()));
-                        Map<String, float[]> acts = runner.run(ids, names);
-                        for (int k = 0; k < sites.size(); k++) {
-                            Site s = sites.get(k);
-                            float[] v = acts.get(s.tensor());
-                            if (v.length != t * s.dim()) {
-                                throw new BadInputException(cfg.onnx() + ": tensor " + s.tensor() + " has " + v.length
-                                        + " values for " + t + " tokens, not " + t + "×" + s.dim());
-                            }
-                            for (int r0 = 0; r0 < pos.length; r0 += ActivationLayout.MAX_TILE_ROWS) {
-                                int n = Math.min(ActivationLayout.MAX_TILE_ROWS, pos.length - r0);
-                                ByteBuffer b = ByteBuffer.allocate(4 * n * s.dim()).order(ByteOrder.LITTLE_ENDIAN);
-                                for (int i = 0; i < n; i++) {
-                                    b.asFloatBuffer().put(i * s.dim(), v, pos[r0 + i] * s.dim(), s.dim());
-                                }
-                                writers.get(s.name()).write(tiles[k]++, seq, n, b.array());
-                            }
-                            tokens.merge(s.name(), (long) pos.length, Long::sum);
-                        }
-                        for (int p : pos) {
-                            rows.add(new int[] {seq, p, ids[p]});
-                        }
-                        if ((seq + 1) % 50 == 0 || seq + 1 == paragraphs.size()) {
-                            progress.accept("[capture] " + (seq + 1) + "/" + paragraphs.size() + " paragraphs, "
-                                    + rows.size() + " rows per site");
-                        }
-                    }
-                } finally {
-                    for (ActivationLayout.Writer w : writers.values()) {
-                        w.close();
-                    }
+                    tokens.put(sites.get(k).name(), sum);
                 }
                 for (Site s : sites) {
                     Path dst = new Path(out, ActivationLayout.siteDir(s.name()));
@@ -172,7 +239,68 @@ public final class ActivationCapture {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + cfg.out() + ": " + e.getMessage(), e);
         }
-        return new Result(sites, tokens, paragraphs.size(), rows);
+        List<int[]> rows = new ArrayList<>();
+        for (Sequence s : seqs) {
+            for (int p : s.positions()) {
+                rows.add(new int[] {s.index(), p, s.ids()[p]});
+            }
+        }
+        return new Result(sites, tokens, seqs.size(), rows);
+    }
+
+    /**
+     * One shard: runs the model on each sequence (batch 1, no padding) and appends the kept positions' rows of every
+     * site to {@code root/site=.../part-NNNNN-capture.parquet}, in tiles of at most 64 rows that never mix sequences
+     * ({@code sample_id} = the paragraph's index), numbered from {@code firstTile} (a site's tiles are numbered
+     * across its files). Returns the rows written per site, in {@code sites} order.
+     */
+    static long[] captureShard(Configuration conf, byte[] model, String label, List<Site> sites, List<Sequence> seqs,
+                               Path root, int part, long firstTile, Consumer<String> progress) throws IOException {
+        long[] rowsPerSite = new long[sites.size()];
+        long[] tiles = new long[sites.size()];
+        Arrays.fill(tiles, firstTile);
+        List<ActivationLayout.Writer> writers = new ArrayList<>();
+        String file = String.format(Locale.ROOT, "part-%05d-capture.parquet", part);
+        try (OnnxRunner runner = new OnnxRunner(label, model, false)) {
+            try {
+                for (Site s : sites) {
+                    writers.add(new ActivationLayout.Writer(conf, new Path(new Path(root, ActivationLayout.siteDir(s.name())), file),
+                            s.name(), label + ":" + s.tensor(), s.dim(), "f32"));
+                }
+                List<String> names = sites.stream().map(Site::tensor).toList();
+                int done = 0;
+                for (Sequence seq : seqs) {
+                    int t = seq.ids().length;
+                    int[] pos = seq.positions();
+                    Map<String, float[]> acts = runner.run(seq.ids(), names);
+                    for (int k = 0; k < sites.size(); k++) {
+                        Site s = sites.get(k);
+                        float[] v = acts.get(s.tensor());
+                        if (v.length != t * s.dim()) {
+                            throw new BadInputException(label + ": tensor " + s.tensor() + " has " + v.length
+                                    + " values for " + t + " tokens, not " + t + "×" + s.dim());
+                        }
+                        for (int r0 = 0; r0 < pos.length; r0 += ActivationLayout.MAX_TILE_ROWS) {
+                            int n = Math.min(ActivationLayout.MAX_TILE_ROWS, pos.length - r0);
+                            ByteBuffer b = ByteBuffer.allocate(4 * n * s.dim()).order(ByteOrder.LITTLE_ENDIAN);
+                            for (int i = 0; i < n; i++) {
+                                b.asFloatBuffer().put(i * s.dim(), v, pos[r0 + i] * s.dim(), s.dim());
+                            }
+                            writers.get(k).write(tiles[k]++, seq.index(), n, b.array());
+                        }
+                        rowsPerSite[k] += pos.length;
+                    }
+                    if (++done % 50 == 0 || done == seqs.size()) {
+                        progress.accept("[capture] " + done + "/" + seqs.size() + " paragraphs, " + rowsPerSite[0] + " rows per site");
+                    }
+                }
+            } finally {
+                for (ActivationLayout.Writer w : writers) {
+                    w.close();
+                }
+            }
+        }
+        return rowsPerSite;
     }
 
     /**

@@ -243,9 +243,16 @@ public final class QuantizeJob {
         QuantizedLayer lattice;
         double bpw;
         float[] dq;
+        int bits = cfg.bits();
+        int groupSize = cfg.groupSize();
         if (cfg.scheme().equals("ssqr")) {
-            org.babaiquant.nonclip.Ssqr.Result r = org.babaiquant.nonclip.Ssqr.quantize(w, h.h(),
-                    org.babaiquant.nonclip.Ssqr.Options.of(cfg.bits(), cfg.groupSize(), cfg.outlierRate(), gopt));
+            // with a target size: inlier bits, group size and outlier rate per layer shape by the matched-bits rules
+            org.babaiquant.nonclip.Ssqr.Options so = cfg.targetBits() > 0
+                    ? org.babaiquant.nonclip.BitBudget.ssqr(l.rows(), l.cols(), cfg.targetBits(), gopt)
+                    : org.babaiquant.nonclip.Ssqr.Options.of(cfg.bits(), cfg.groupSize(), cfg.outlierRate(), gopt);
+            org.babaiquant.nonclip.Ssqr.Result r = org.babaiquant.nonclip.Ssqr.quantize(w, h.h(), so);
+            bits = so.bits();
+            groupSize = so.groupSize();
             payload = r.bytes();
             lattice = r.lattice();
             bpw = r.bitsPerWeight();
@@ -276,7 +283,7 @@ public final class QuantizeJob {
         Map<String, String> meta = Map.of("babai.format", "quantized-shard", "babai.version", String.valueOf(QuantizedLayout.VERSION),
                 "babai.params", cfg.paramsJson());
         Group shard = QuantizedLayout.groups(QuantizedLayout.SHARD).newGroup().append("layer", l.name()).append("method", cfg.methodName())
-                .append("order", cfg.order().cliName).append("bits", cfg.bits()).append("group_size", cfg.groupSize())
+                .append("order", cfg.order().cliName).append("bits", bits).append("group_size", groupSize)
                 .append("sym", cfg.sym()).append("clip", false).append("rows", l.rows()).append("cols", l.cols())
                 .append("row_start", 0).append("row_count", l.rows()).append("dtype", l.dtype()).append("codes_packing", "none")
                 .append("codes", Binary.EMPTY).append("scales", Binary.EMPTY).append("zeros", Binary.EMPTY)
