@@ -16,6 +16,8 @@ import org.babaiquant.onnx.OnnxApply;
 import org.babaiquant.onnx.OnnxModel;
 import org.babaiquant.onnx.Paragraphs;
 import org.babaiquant.onnx.WordPieceTokenizer;
+import org.babaiquant.spark.ActivationLayout;
+import org.babaiquant.spark.HessianArtifact;
 import org.babaiquant.spark.HessianJob;
 import org.babaiquant.spark.ModelWeights;
 import org.babaiquant.spark.QuantizeJob;
@@ -56,6 +58,7 @@ class EndToEndOnnxTest {
     static WordPieceTokenizer tokenizer;
     static List<String> heldOut;
     static String hessians;
+    static String activations;
 
     @BeforeAll
     static void captureAndHessians() {
@@ -63,10 +66,114 @@ class EndToEndOnnxTest {
         tokenizer = WordPieceTokenizer.read(BundledMiniLm.tokenizer());
         heldOut = Paragraphs.read(List.of(TEXT.resolve("austen-emma.eval.txt")), HELD_OUT);
         String act = shared.resolve("act").toString();
+        activations = act;
         ActivationCapture.run(CONF, new ActivationCapture.Config(onnx, BundledMiniLm.tokenizer(),
                 List.of(TEXT.resolve("brown.calib.txt")), act, CALIB_PARAGRAPHS, 128, 1, ROWS_PER_PARAGRAPH, false), s -> { });
         hessians = shared.resolve("h").toString();
         HessianJob.run(SPARK, new HessianJob.Config(act, hessians, List.of(), 3, 64, 512, false), s -> { });
+    }
+
+    /**
+     * Capture on Spark (3 text shards, each its own ORT session) writes, site by site, exactly the tiles of the
+     * in-process capture: same tile numbers, paragraphs, row counts and float bytes, only split over 3 part files.
+     */
+    @Test
+    void sparkCaptureWritesTheInProcessTiles(@TempDir Path tmp) {
+        String act = tmp.resolve("act").toString();
+        ActivationCapture.Result r = ActivationCapture.run(SPARK, new ActivationCapture.Config(onnx, BundledMiniLm.tokenizer(),
+                List.of(TEXT.resolve("brown.calib.txt")), act, CALIB_PARAGRAPHS, 128, 1, ROWS_PER_PARAGRAPH, false), 3, s -> { });
+        assertEquals(24, r.sites().size());
+        assertEquals(CALIB_PARAGRAPHS, r.sequences());
+        for (ActivationCapture.Site site : r.sites()) {
+            List<ActivationLayout.SiteFile> files = ActivationLayout.files(CONF, act, site.name());
+            assertEquals(3, files.size(), site.name());
+            List<ActivationLayout.Tile> sharded = tiles(files);
+            List<ActivationLayout.Tile> local = tiles(ActivationLayout.files(CONF, activations, site.name()));
+            assertEquals(local.size(), sharded.size(), site.name());
+            assertEquals(local.stream().mapToLong(ActivationLayout.Tile::rows).sum(), r.tokens().get(site.name()), site.name());
+            for (int i = 0; i < local.size(); i++) {
+                ActivationLayout.Tile a = local.get(i);
+                ActivationLayout.Tile b = sharded.get(i);
+                assertEquals(a.seq(), b.seq());
+                assertEquals(a.sampleId(), b.sampleId());
+                assertEquals(a.rows(), b.rows());
+                assertArrayEquals(a.data(), b.data(), site.name() + " tile " + i);
+            }
+        }
+        // the sharded capture feeds the Hessian stage (tile numbers run on across its part files)
+        String h = tmp.resolve("h").toString();
+        HessianJob.run(SPARK, new HessianJob.Config(act, h, List.of("layer5_ffn_down_in"), 2, 64, 512, false), s -> { });
+        double[][] got = HessianArtifact.read(CONF, h, "layer5_ffn_down_in").h();
+        double[][] want = HessianArtifact.read(CONF, hessians, "layer5_ffn_down_in").h();
+        for (int i = 0; i < want.length; i++) {
+            assertArrayEquals(want[i], got[i], 0.0, "row " + i);
+        }
+    }
+
+    private static List<ActivationLayout.Tile> tiles(List<ActivationLayout.SiteFile> files) {
+        List<ActivationLayout.Tile> out = new java.util.ArrayList<>();
+        for (ActivationLayout.SiteFile f : files) {
+            ActivationLayout.read(CONF, f.path(), 0, f.rows(), (t, where) -> out.add(t));
+        }
+        return out;
+    }
+
+    /**
+     * README command one, small: capture → Hessians → RTN, GPTQ and HPTQ at 4 bits → apply → evaluate, one table and
+     * one Parquet row per run; a rerun reuses the capture, Hessians and layers and prints the same table.
+     */
+    @Test
+    void demoRunsThePipelineAndRerunsToTheSameTable(@TempDir Path tmp) {
+        String[] args = {"demo", "--work", tmp.resolve("w").toString(), "--calib-paragraphs", "32", "--rows-per-seq", "64",
+                "--eval-paragraphs", "16", "--bits", "4", "--methods", "rtn,gptq,hptq"};
+        QuantizeLayerCliTest.Run first = QuantizeLayerCliTest.run(args);
+        assertEquals(0, first.status(), first.err());
+        Map<String, double[]> rows = demoRows(first.out());
+        assertEquals(List.of("rtn", "gptq", "hptq"), List.copyOf(rows.keySet()), first.out());
+        // bits/w: RTN = the 4-bit g128 checkpoint (4 + (16 + 4)/128), GPTQ act-order adds g_idx (32/384), HPTQ meets RTN's size
+        assertEquals(4.156, rows.get("rtn")[0], 0.001, first.out());
+        assertEquals(4.219, rows.get("gptq")[0], 0.001, first.out());
+        assertTrue(rows.get("hptq")[0] <= 4.157 && rows.get("hptq")[0] > 4.14, first.out());
+        assertTrue(rows.get("gptq")[1] > rows.get("rtn")[1], first.out());
+        assertTrue(rows.get("gptq")[1] > 0.95, first.out());
+        for (double[] r : rows.values()) {
+            assertTrue(r[2] <= r[1] && r[1] <= 1.0, first.out()); // min ≤ mean cosine ≤ 1
+        }
+        assertEquals(3, EvaluationReport.read(CONF, tmp.resolve("w/evaluation").toString()).size());
+
+        QuantizeLayerCliTest.Run again = QuantizeLayerCliTest.run(args);
+        assertEquals(0, again.status(), again.err());
+        assertTrue(again.out().contains("[capture] reusing"), again.out());
+        Map<String, double[]> rerun = demoRows(again.out());
+        for (String m : rows.keySet()) {
+            assertArrayEquals(java.util.Arrays.copyOf(rows.get(m), 5), java.util.Arrays.copyOf(rerun.get(m), 5), 0.0, m);
+        }
+        assertEquals(6, EvaluationReport.read(CONF, tmp.resolve("w/evaluation").toString()).size());
+
+        QuantizeLayerCliTest.Run bad = QuantizeLayerCliTest.run("demo", "--work", tmp.resolve("x").toString(), "--methods", "gptq,awq");
+        assertEquals(2, bad.status(), bad.err());
+        assertTrue(bad.err().contains("unknown method 'awq'"), bad.err());
+    }
+
+    /** The demo table's rows by method: bits/w, mean cos, min cos, retrieval %, loss/bound, seconds. */
+    private static Map<String, double[]> demoRows(String out) {
+        Map<String, double[]> rows = new LinkedHashMap<>();
+        boolean table = false;
+        for (String line : out.split("\n")) {
+            if (line.startsWith("method bits")) {
+                table = true;
+                continue;
+            }
+            if (table && line.isBlank()) {
+                break;
+            }
+            if (table) {
+                String[] f = line.trim().split("\\s+");
+                rows.put(f[0], new double[] {Double.parseDouble(f[2]), Double.parseDouble(f[3]), Double.parseDouble(f[4]),
+                        Double.parseDouble(f[5].replace("%", "")), Double.parseDouble(f[6]), Double.parseDouble(f[7])});
+            }
+        }
+        return rows;
     }
 
     static QuantizeJob.Config cfg(String out, Method method, ColumnOrder order) {
