@@ -12,9 +12,9 @@ import org.apache.parquet.hadoop.ParquetFileReader;
 import org.apache.parquet.hadoop.util.HadoopInputFile;
 import org.apache.parquet.io.ColumnIOFactory;
 import org.apache.parquet.io.RecordReader;
+import org.apache.parquet.io.api.Binary;
 import org.apache.parquet.schema.MessageType;
-import org.apache.spark.sql.types.DataTypes;
-import org.apache.spark.sql.types.StructType;
+import org.apache.parquet.schema.MessageTypeParser;
 import org.babaiquant.BadInputException;
 
 import java.io.IOException;
@@ -34,8 +34,9 @@ import java.util.regex.Pattern;
  *
  * <pre>
  * OUT/site=SITE/                       one committed directory per input site (renamed into place when complete)
- *   part-00000-….parquet               one file; one row per block of the upper triangle, sorted by (block_row, block_col)
- *   _SUCCESS                           Spark's marker
+ *   part-00000.parquet                 one file; one row per block of the upper triangle, sorted by (block_row, block_col);
+ *                                      footer metadata babai.format = hessian, babai.version = 1
+ *   _SUCCESS                           written after the directory is in place
  *   _hessian.json                      {format_version, site, dim, tokens, normalisation, block_size, slices, fingerprint}
  *
  * row:  site string, dim int32, tokens int64, normalisation string ("sum": H = Σ_t x_t x_tᵀ, never a mean),
@@ -53,18 +54,30 @@ public final class HessianArtifact {
     public static final String NORMALISATION = "sum";
     public static final String SIDECAR = "_hessian.json";
 
-    public static final StructType SCHEMA = new StructType()
-            .add("site", DataTypes.StringType, false)
-            .add("dim", DataTypes.IntegerType, false)
-            .add("tokens", DataTypes.LongType, false)
-            .add("normalisation", DataTypes.StringType, false)
-            .add("block_row", DataTypes.IntegerType, false)
-            .add("block_col", DataTypes.IntegerType, false)
-            .add("rows", DataTypes.IntegerType, false)
-            .add("cols", DataTypes.IntegerType, false)
-            .add("data", DataTypes.BinaryType, false)
-            .add("fingerprint", DataTypes.StringType, false)
-            .add("format_version", DataTypes.IntegerType, false);
+    /** The Parquet schema of a block row (see the class comment). */
+    public static final MessageType PARQUET_SCHEMA = MessageTypeParser.parseMessageType(
+            "message hessian_block {\n"
+                    + "  required binary site (STRING);\n"
+                    + "  required int32 dim;\n"
+                    + "  required int64 tokens;\n"
+                    + "  required binary normalisation (STRING);\n"
+                    + "  required int32 block_row;\n"
+                    + "  required int32 block_col;\n"
+                    + "  required int32 rows;\n"
+                    + "  required int32 cols;\n"
+                    + "  required binary data;\n"
+                    + "  required binary fingerprint (STRING);\n"
+                    + "  required int32 format_version;\n"
+                    + "}");
+
+    /** One block row; {@code data} is rows × cols float64, little-endian, row-major. */
+    static Group row(String site, int dim, long tokens, int blockRow, int blockCol, int rows, int cols, byte[] data,
+                     String fingerprint) {
+        return QuantizedLayout.groups(PARQUET_SCHEMA).newGroup().append("site", site).append("dim", dim).append("tokens", tokens)
+                .append("normalisation", NORMALISATION).append("block_row", blockRow).append("block_col", blockCol)
+                .append("rows", rows).append("cols", cols).append("data", Binary.fromConstantByteArray(data))
+                .append("fingerprint", fingerprint).append("format_version", VERSION);
+    }
 
     private HessianArtifact() {}
 

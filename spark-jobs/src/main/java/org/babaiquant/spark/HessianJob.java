@@ -3,17 +3,15 @@ package org.babaiquant.spark;
 import dev.ludovic.netlib.blas.BLAS;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaPairRDD;
 import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
-import org.apache.spark.sql.Dataset;
-import org.apache.spark.sql.Row;
-import org.apache.spark.sql.RowFactory;
-import org.apache.spark.sql.SaveMode;
+import org.apache.parquet.example.data.Group;
+import org.apache.spark.Partitioner;
 import org.apache.spark.sql.SparkSession;
-import org.apache.spark.storage.StorageLevel;
 import org.babaiquant.BadInputException;
 import scala.Tuple2;
 
@@ -25,8 +23,11 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
+import java.util.HashMap;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.UUID;
 import java.util.function.Consumer;
 
@@ -180,21 +181,30 @@ public final class HessianJob {
         jsc.setJobDescription("hessian: XᵀX of " + slices.size() + " slice(s) over sites "
                 + plans.stream().filter(p -> !p.skip() && p.tiles() > 0).map(SitePlan::site).toList());
         JavaRDD<Slice> work = jsc.parallelize(slices, Math.min(cfg.partitions(), slices.size()));
-        JavaPairRDD<String, Partial> partials = work.flatMapToPair(s -> accumulate(s, hconf.get(), blockSize).iterator());
-        JavaRDD<Row> blocks = partials.groupByKey(Math.max(1, cfg.partitions()))
-                .map(kv -> {
-                    testDelay();
-                    return reduce(kv._1(), kv._2(), blockSize, plans);
-                });
-        blocks.persist(StorageLevel.MEMORY_AND_DISK());
+        JavaPairRDD<String, Partial> partials = work.flatMapToPair(sl -> accumulate(sl, hconf.get(), blockSize).iterator());
+        int parts = Math.max(1, cfg.partitions());
+        String job = UUID.randomUUID().toString();
+        String out = cfg.out();
+        // blocks summed in slice order, then all blocks of a site in one task, sorted by (block_row, block_col), written
+        // there as the site's one Parquet file under OUT/_tmp-SITE-JOB: one Spark job for every site
+        List<Written> written;
         try {
-            Dataset<Row> df = spark.createDataFrame(blocks, HessianArtifact.SCHEMA);
+            written = partials.groupByKey(parts)
+                    .mapToPair(kv -> {
+                        testDelay();
+                        Block bl = reduce(kv._1(), kv._2(), blockSize, plans);
+                        return new Tuple2<>(sortKey(bl.site(), bl.blockRow(), bl.blockCol()), bl);
+                    })
+                    .repartitionAndSortWithinPartitions(new SitePartitioner(parts))
+                    .mapPartitions(it -> writeSites(it, hconf.get(), out, job).iterator())
+                    .collect();
+            Map<String, Written> bySite = new HashMap<>();
+            written.forEach(w -> bySite.put(w.site(), w));
             for (SitePlan p : plans) {
                 if (p.skip() || p.tiles() == 0) {
                     continue;
                 }
-                jsc.setJobDescription("hessian: write site " + p.site());
-                long tokens = commit(spark, df, cfg, p);
+                long tokens = commit(spark, bySite.get(p.site()), cfg, p);
                 double secs = (System.nanoTime() - t0) / 1e9;
                 double gflop = 1e-9 * tokens * p.dim() * (p.dim() + 1.0);
                 results.add(new Result(p.site(), p.dim(), tokens, secs, false, p.fingerprint()));
@@ -202,9 +212,97 @@ public final class HessianJob {
                         p.site(), p.dim(), tokens, gflop, secs));
             }
         } finally {
-            blocks.unpersist(false);
+            removeTemporaries(spark.sparkContext().hadoopConfiguration(), out, job);
         }
         return results;
+    }
+
+    /** One summed block of one site's H, as stored. */
+    record Block(String site, int dim, long tokens, int blockRow, int blockCol, int rows, int cols, byte[] data,
+                 String fingerprint) implements Serializable {}
+
+    /** A site's file written by a task, not yet committed. */
+    record Written(String site, long tokens, String tmpDir) implements Serializable {}
+
+    /** Sorts a site's blocks together, by (block_row, block_col) within it. */
+    static String sortKey(String site, int blockRow, int blockCol) {
+        return String.format(Locale.ROOT, "%s\u0000%010d\u0000%010d", site, blockRow, blockCol);
+    }
+
+    /** All keys of a site go to the same partition. */
+    static final class SitePartitioner extends Partitioner {
+        private final int n;
+
+        SitePartitioner(int n) {
+            this.n = n;
+        }
+
+        @Override
+        public int numPartitions() {
+            return n;
+        }
+
+        @Override
+        public int getPartition(Object key) {
+            String k = (String) key;
+            return Math.floorMod(k.substring(0, k.indexOf('\u0000')).hashCode(), n);
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof SitePartitioner p && p.n == n;
+        }
+
+        @Override
+        public int hashCode() {
+            return n;
+        }
+    }
+
+    /** Executor side: the sorted blocks of this partition's sites, one Parquet file per site. */
+    static List<Written> writeSites(Iterator<Tuple2<String, Block>> blocks, Configuration conf, String out, String job)
+            throws IOException {
+        List<Written> written = new ArrayList<>();
+        List<Group> rows = new ArrayList<>();
+        Block first = null;
+        while (true) {
+            Block b = blocks.hasNext() ? blocks.next()._2() : null;
+            if (first != null && (b == null || !b.site().equals(first.site()))) {
+                Path dir = tmpDir(out, first.site(), job);
+                QuantizedLayout.write(conf, new Path(dir, "part-00000.parquet"), HessianArtifact.PARQUET_SCHEMA,
+                        Map.of("babai.format", "hessian", "babai.version", String.valueOf(HessianArtifact.VERSION)), rows);
+                written.add(new Written(first.site(), first.tokens(), dir.toString()));
+                rows = new ArrayList<>();
+                first = null;
+            }
+            if (b == null) {
+                return written;
+            }
+            if (first == null) {
+                first = b;
+            }
+            rows.add(HessianArtifact.row(b.site(), b.dim(), b.tokens(), b.blockRow(), b.blockCol(), b.rows(), b.cols(), b.data(),
+                    b.fingerprint()));
+        }
+    }
+
+    private static Path tmpDir(String out, String site, String job) {
+        return new Path(new Path(out), "_tmp-" + site + "-" + job);
+    }
+
+    /** Removes what a failed or finished run left under OUT/_tmp-*-JOB (best effort). */
+    private static void removeTemporaries(Configuration conf, String out, String job) {
+        try {
+            Path root = new Path(out);
+            FileSystem fs = root.getFileSystem(conf);
+            if (fs.exists(root)) {
+                for (FileStatus st : fs.listStatus(root, p -> p.getName().startsWith("_tmp-") && p.getName().endsWith("-" + job))) {
+                    fs.delete(st.getPath(), true);
+                }
+            }
+        } catch (IOException ignored) {
+            // a leftover _tmp-* directory is never read as an artifact
+        }
     }
 
     static List<Slice> slicesOf(SitePlan p, int sliceTiles) {
@@ -300,7 +398,7 @@ public final class HessianJob {
     }
 
     /** Sums one block's partials in slice order (the fixed reduction order). */
-    static Row reduce(String key, Iterable<Partial> partials, int blockSize, List<SitePlan> plans) {
+    static Block reduce(String key, Iterable<Partial> partials, int blockSize, List<SitePlan> plans) {
         String[] k = key.split("\u0000");
         List<Partial> sorted = new ArrayList<>();
         partials.forEach(sorted::add);
@@ -323,22 +421,19 @@ public final class HessianJob {
         for (double v : sum) {
             bytes.putDouble(v);
         }
-        return RowFactory.create(k[0], plan.dim(), tokens, HessianArtifact.NORMALISATION, bi, bj, rows, cols, bytes.array(),
-                plan.fingerprint(), HessianArtifact.VERSION);
+        return new Block(k[0], plan.dim(), tokens, bi, bj, rows, cols, bytes.array(), plan.fingerprint());
     }
 
-    /** Writes one site to a temporary directory, then renames it into place: a site directory is complete or absent. */
-    private static long commit(SparkSession spark, Dataset<Row> df, Config cfg, SitePlan p) {
+    /** Adds the sidecar to a site's written file and renames its directory into place: complete or absent. */
+    private static long commit(SparkSession spark, Written w, Config cfg, SitePlan p) {
+        if (w == null) {
+            throw new IllegalStateException("hessian job: no blocks were written for site " + p.site());
+        }
         Configuration conf = spark.sparkContext().hadoopConfiguration();
-        Path out = new Path(cfg.out());
-        Path tmp = new Path(out, "_tmp-" + p.site() + "-" + UUID.randomUUID());
+        Path tmp = new Path(w.tmpDir());
         try {
-            FileSystem fs = out.getFileSystem(conf);
-            Dataset<Row> site = df.filter(df.col("site").equalTo(p.site())).sort("block_row", "block_col").coalesce(1);
-            site.write().mode(SaveMode.ErrorIfExists).option("compression", "snappy").parquet(tmp.toString());
-            long tokens = df.filter(df.col("site").equalTo(p.site()).and(df.col("block_row").equalTo(0))
-                    .and(df.col("block_col").equalTo(0))).select("tokens").first().getLong(0);
-            HessianArtifact.Meta meta = new HessianArtifact.Meta(HessianArtifact.VERSION, p.site(), p.dim(), tokens,
+            FileSystem fs = tmp.getFileSystem(conf);
+            HessianArtifact.Meta meta = new HessianArtifact.Meta(HessianArtifact.VERSION, p.site(), p.dim(), w.tokens(),
                     HessianArtifact.NORMALISATION, cfg.blockSize(), p.slices(), p.fingerprint());
             try (FSDataOutputStream o = fs.create(new Path(tmp, HessianArtifact.SIDECAR), false)) {
                 o.write(meta.toJson().getBytes(StandardCharsets.UTF_8));
@@ -347,22 +442,15 @@ public final class HessianJob {
             if (fs.exists(dst)) {
                 fs.delete(dst, true);
             }
-            // On S3 a directory rename is a copy of each object (markers sort before part files): the _SUCCESS
-            // marker is written only after the rename, so an interrupted copy never looks committed.
-            fs.delete(new Path(tmp, "_SUCCESS"), false);
+            // On S3 a directory rename is a copy of each object: the _SUCCESS marker is written only after the rename,
+            // so an interrupted copy never looks committed.
             if (!fs.rename(tmp, dst)) {
                 throw new IOException("rename " + tmp + " → " + dst + " failed");
             }
             fs.create(new Path(dst, "_SUCCESS"), true).close();
-            return tokens;
+            return w.tokens();
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write the Hessian of site " + p.site() + " to " + cfg.out() + ": " + e.getMessage(), e);
-        } finally {
-            try {
-                tmp.getFileSystem(conf).delete(tmp, true);
-            } catch (IOException ignored) {
-                // best effort: a leftover _tmp-* directory is never read as an artifact
-            }
         }
     }
 }
