@@ -271,6 +271,22 @@ class QuantizeStageTest {
     }
 
     @Test
+    void cudaBackendFollowsTheProbeAndRefusesClearlyWithoutAGpu(@TempDir Path tmp) {
+        QuantizeJob.Config c = new QuantizeJob.Config(model.toString(), hessians.toString(), tmp.resolve("cuda").toString(),
+                Method.GPTQ, 4, 128, false, false, ColumnOrder.NATURAL, true, 0.01, 128, ".*query.*", List.of(), null, null, 0,
+                "cuda", 0, false);
+        org.babaiquant.core.QuantBackend.Availability cuda = org.babaiquant.gpu.CudaProbe.availability();
+        if (cuda.available()) {
+            assertEquals(1, QuantizeJob.run(SPARK, c, s -> { }).size());
+            QuantizedLayout.readAll(CONF, c.out(), "reports", g -> assertEquals("cuda", g.getString("backend", 0)));
+        } else {
+            BadInputException e = assertThrows(BadInputException.class, () -> QuantizeJob.run(SPARK, c, s -> { }));
+            assertTrue(e.getMessage().contains("--backend cuda") && e.getMessage().contains(cuda.reason()), e.getMessage());
+            assertFalse(Files.exists(tmp.resolve("cuda").resolve("reports")));
+        }
+    }
+
+    @Test
     void badInputIsAClearErrorAndWritesNothing(@TempDir Path tmp) throws IOException {
         // ffn_down has 1536 inputs: mapping it to a 384-wide site is a shape error
         BadInputException dim = assertThrows(BadInputException.class, () -> QuantizeJob.run(SPARK, cfg(tmp.resolve("o1"), Method.GPTQ,

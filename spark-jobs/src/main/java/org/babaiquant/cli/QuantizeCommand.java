@@ -92,7 +92,8 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--eval-tokens", defaultValue = "2048", description = "held-out tokens per site (default: ${DEFAULT-VALUE})")
     int evalTokens;
 
-    @Option(names = "--backend", defaultValue = "auto", description = "auto | cpu | cuda (default: ${DEFAULT-VALUE}; only the CPU backend exists yet)")
+    @Option(names = "--backend", defaultValue = "auto", description = "auto | cpu | cuda: where each layer's solver runs; auto takes the task's GPU when "
+            + "the CUDA backend can run there, else the CPU (default: ${DEFAULT-VALUE})")
     String backend;
 
     @Option(names = "--master", paramLabel = "URL", description = "Spark master when not under spark-submit (default: local[*])")
@@ -157,7 +158,9 @@ public final class QuantizeCommand implements Callable<Integer> {
         QuantizeJob.Config cfg = config();
         SparkSession spark = SparkSupport.session(master, "babai-quant quantize");
         if ("auto".equals(backend)) {
-            System.err.println("[quantize] backend auto: CPU (the CUDA backend is not built yet)");
+            // executors choose for themselves (their GPUs); this is what the driver's JVM would choose
+            System.err.println("[quantize] backend auto: chosen per task; here: "
+                    + org.babaiquant.core.QuantBackend.select("auto").description());
         }
         if (plan) {
             List<QuantizeJob.Layer> layers = QuantizeJob.plan(spark, cfg);

@@ -16,7 +16,9 @@ import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.QuantBackend;
 import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.gpu.CudaException;
 import org.babaiquant.io.SafeTensors;
 
 import java.io.IOException;
@@ -44,6 +46,8 @@ import java.util.function.Consumer;
  * are skipped, so a rerun after a kill finishes the job with byte-identical outputs.
  */
 public final class QuantizeJob {
+    private static final java.util.logging.Logger LOG = java.util.logging.Logger.getLogger(QuantizeJob.class.getName());
+
     private QuantizeJob() {}
 
     /** The run's parameters (serialised to executors, recorded in every shard footer). */
@@ -167,9 +171,6 @@ public final class QuantizeJob {
     public static List<Outcome> run(SparkSession spark, Config cfg, Consumer<String> progress) {
         try {
             List<Layer> layers = plan(spark, cfg);
-            if ("cuda".equals(cfg.backend())) {
-                throw new BadInputException("--backend cuda: the CUDA backend is not built yet (gpu-native, issue 6); use auto or cpu");
-            }
             JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
             SparkSupport.HadoopConf hconf = SparkSupport.hadoopConf(spark);
             jsc.setJobDescription("quantize: " + layers.size() + " layer(s) with " + cfg.method().cliName + " " + cfg.bits() + "-bit");
@@ -219,7 +220,19 @@ public final class QuantizeJob {
         }
         GptqSolver.Options opt = new GptqSolver.Options(cfg.method(), new QuantGrid.Spec(cfg.bits(), cfg.groupSize(), cfg.sym(), cfg.mse()),
                 cfg.order(), cfg.clip(), cfg.damp(), cfg.blockSize(), 6);
-        QuantizedLayer q = GptqSolver.quantize(w, h.h(), opt, float16Grid(w, opt.grid()));
+        QuantBackend backend = backend(cfg.backend());
+        QuantGrid grid = float16Grid(w, opt.grid());
+        QuantizedLayer q;
+        try {
+            q = backend.quantize(w, h.h(), opt, grid);
+        } catch (CudaException e) {
+            if (!e.recoverable()) {
+                throw e; // sticky device error: fail the task, Spark retries it elsewhere
+            }
+            LOG.warning("layer " + l.name() + ": " + e.getMessage() + "; quantizing it on the CPU instead");
+            backend = QuantBackend.cpu();
+            q = backend.quantize(w, h.h(), opt, grid);
+        }
         LayerReport rep = q.report();
         rep.tokens = h.meta().tokens();
         if (cfg.evalActivations() != null) {
@@ -227,7 +240,7 @@ public final class QuantizeJob {
                     w, q.dequant());
         }
         rep.seconds = (System.nanoTime() - t0) / 1e9;
-        commit(conf, cfg, l, q, fp);
+        commit(conf, cfg, l, q, fp, backend);
         return new Outcome(l.name(), false, rep.seconds, rep.loss(), rep.bound(), rep.clipped(), rep.evalRelError);
     }
 
@@ -290,7 +303,7 @@ public final class QuantizeJob {
                 .append("perm", Binary.fromConstantByteArray(intBytes(lattice.perm()))).append("fingerprint", fp)
                 .append("format_version", QuantizedLayout.VERSION).append("representation", cfg.methodName())
                 .append("payload", Binary.fromConstantByteArray(payload));
-        commitFiles(conf, cfg, l, meta, List.of(shard), rowRows(l, rep), reportRow(l, rep, fp, cfg.methodName()));
+        commitFiles(conf, cfg, l, meta, List.of(shard), rowRows(l, rep), reportRow(l, rep, fp, cfg.methodName(), "cpu", null));
         return new Outcome(l.name(), false, rep.seconds, rep.loss(), rep.bound(), rep.clipped(), rep.evalRelError);
     }
 
@@ -356,10 +369,34 @@ public final class QuantizeJob {
         return rows.toArray(double[][]::new);
     }
 
-    private static void commit(Configuration conf, Config cfg, Layer l, QuantizedLayer q, String fp) throws IOException {
+    private static void commit(Configuration conf, Config cfg, Layer l, QuantizedLayer q, String fp, QuantBackend backend)
+            throws IOException {
         Map<String, String> meta = Map.of("babai.format", "quantized-shard", "babai.version", String.valueOf(QuantizedLayout.VERSION),
                 "babai.params", cfg.paramsJson());
-        commitFiles(conf, cfg, l, meta, shardRows(l, cfg, q, fp), rowRows(l, q.report()), reportRow(l, q.report(), fp, cfg.methodName()));
+        commitFiles(conf, cfg, l, meta, shardRows(l, cfg, q, fp), rowRows(l, q.report()),
+                reportRow(l, q.report(), fp, cfg.methodName(), backend.name(), taskGpuAddress()));
+    }
+
+    /**
+     * Executor side: the backend for {@code --backend} on this task's GPU. "auto" falls back to the CPU (logged once
+     * per executor JVM); "cuda" where it cannot run is a bad-input error carrying the reason.
+     */
+    static QuantBackend backend(String which) {
+        try {
+            return QuantBackend.select(which, taskGpuAddress());
+        } catch (QuantBackend.UnavailableException e) {
+            throw new BadInputException("--backend " + which + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The GPU Spark assigned to the running task (spark.task.resource.gpu.amount), or null (driver, CPU-only task). */
+    static String taskGpuAddress() {
+        org.apache.spark.TaskContext tc = org.apache.spark.TaskContext.get();
+        if (tc == null) {
+            return null;
+        }
+        org.apache.spark.resource.ResourceInformation gpu = tc.resourcesJMap().get("gpu");
+        return gpu == null || gpu.addresses().length == 0 ? null : gpu.addresses()[0];
     }
 
     private static void commitFiles(Configuration conf, Config cfg, Layer l, Map<String, String> meta, List<Group> shards,
@@ -458,7 +495,7 @@ public final class QuantizeJob {
         return out;
     }
 
-    private static Group reportRow(Layer l, LayerReport r, String fp, String method) {
+    private static Group reportRow(Layer l, LayerReport r, String fp, String method, String backend, String gpu) {
         return QuantizedLayout.groups(QuantizedLayout.REPORT).newGroup().append("layer", l.name()).append("site", l.site())
                 .append("method", method).append("order", r.order.cliName).append("bits", r.bits)
                 .append("group_size", r.groupSize).append("sym", r.sym).append("clip", r.clip).append("rows", r.rows)
@@ -466,8 +503,9 @@ public final class QuantizeJob {
                 .append("loss_over_bound", r.lossOverBound()).append("clipped", r.clipped())
                 .append("bound_violations", r.boundViolations()).append("eval_rel_error", r.evalRelError)
                 .append("damping", r.percdampUsed).append("damping_lambda", r.lambda).append("damping_attempts", r.dampAttempts)
-                .append("trace_d", r.traceD).append("bits_per_weight", r.bitsPerWeight).append("backend", "cpu")
-                .append("device", "cpu").append("seconds", r.seconds).append("hessian_fingerprint", l.hessianFingerprint())
+                .append("trace_d", r.traceD).append("bits_per_weight", r.bitsPerWeight).append("backend", backend)
+                .append("device", backend.equals("cpu") ? "cpu" : "gpu:" + (gpu == null ? "default" : gpu)).append("seconds", r.seconds)
+                .append("hessian_fingerprint", l.hessianFingerprint())
                 .append("fingerprint", fp).append("format_version", QuantizedLayout.VERSION);
     }
 }

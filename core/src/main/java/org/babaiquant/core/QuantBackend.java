@@ -1,0 +1,316 @@
+package org.babaiquant.core;
+
+import org.babaiquant.nonclip.SsqrLayer;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.ServiceConfigurationError;
+import java.util.ServiceLoader;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * Where the heavy work of one layer runs: the Hessian {@code H = XᵀX}, the GPTQ/Babai solver, and the quantized
+ * matrix-vector product. {@link CpuBackend} (this module, the reference) and the CUDA backend (module
+ * {@code gpu-native}, found through {@link ServiceLoader} as a {@link Provider}, so that core stays JDK-only) implement
+ * it and pass the same contract tests.
+ *
+ * <p>Selection ({@link #select}): {@code cpu} is always the CPU backend; {@code cuda} is the CUDA backend or an
+ * {@link UnavailableException} saying why not; {@code auto} is the highest-priority available provider, else the CPU
+ * backend, and says why in the log. Each distinct decision is logged once per JVM.
+ */
+public interface QuantBackend {
+
+    /** Short name: {@code cpu}, {@code cuda}. */
+    String name();
+
+    /** One line for logs and reports: what runs the work (device, kernels). */
+    String description();
+
+    // ---- (a) Hessian ----------------------------------------------------------------------------------------------
+
+    /** Element type of an activation tile given as raw little-endian bytes. */
+    enum ActivationType {
+        F32(4), F16(2), BF16(2);
+
+        public final int bytes;
+
+        ActivationType(int bytes) {
+            this.bytes = bytes;
+        }
+    }
+
+    /**
+     * A running sum {@code Σ XᵀX} and its token count, filled tile by tile (on the device for the CUDA backend).
+     * {@link #toAccumulator()} hands the sum so far to the rest of the pipeline as a {@link HessianAccumulator}
+     * (mergeable, serialisable).
+     */
+    interface HessianSum extends AutoCloseable {
+        int dim();
+
+        long tokens();
+
+        /** Adds {@code tokens} rows of X, row-major float32 {@code x[t·n + j]}; non-finite values are refused. */
+        void add(float[] x, int tokens);
+
+        /**
+         * Adds {@code tokens} rows of X given as little-endian {@code type} values, row-major, starting at
+         * {@code offset} (e.g. a safetensors tile, F16/BF16 kept as they are).
+         */
+        void addRaw(byte[] data, int offset, int tokens, ActivationType type);
+
+        /** The sum so far, upper triangle mirrored, in float64, with its token count. */
+        HessianAccumulator toAccumulator();
+
+        @Override
+        void close();
+    }
+
+    /** A new, empty sum for n-dimensional activations. */
+    HessianSum hessian(int n);
+
+    // ---- (b) solver -----------------------------------------------------------------------------------------------
+
+    /**
+     * The same contract as {@link GptqSolver#quantize(double[][], double[][], GptqSolver.Options, QuantGrid)}: codes
+     * equal to the CPU solver's except where a rounding tie is decided differently, the same report.
+     */
+    QuantizedLayer quantize(double[][] w, double[][] h, GptqSolver.Options opt, QuantGrid fixedGrid);
+
+    // ---- (c) quantized GEMV ---------------------------------------------------------------------------------------
+
+    /**
+     * A GPTQ checkpoint layer as {@link GptqPacking} writes it, flat: {@code qweight} int32 [in·bits/32][out],
+     * {@code qzeros} int32 [groups][out·bits/32] ({@code zerosV1}: stored as zero − 1), {@code scales} fp16 bits
+     * [groups][out]. Input i belongs to group {@code i / groupSize} (our grids are static on original columns, so
+     * {@code g_idx} is always that even for act-order).
+     */
+    record PackedGptq(int bits, int groupSize, int in, int out, int[] qweight, int[] qzeros, short[] scales,
+                      boolean zerosV1) {
+        public PackedGptq {
+            if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+                throw new IllegalArgumentException("bits = " + bits + "; GPTQ packing supports 2, 3, 4, 8");
+            }
+            if (groupSize < 1 || groupSize > in) {
+                throw new IllegalArgumentException("group size " + groupSize + " must be in 1.." + in);
+            }
+            int groups = groups(in, groupSize);
+            if (qweight.length != (long) in * bits / 32 * out || qzeros.length != (long) groups * out * bits / 32
+                    || scales.length != (long) groups * out) {
+                throw new IllegalArgumentException("packed layer " + out + "x" + in + " g" + groupSize + " " + bits
+                        + "-bit: qweight " + qweight.length + ", qzeros " + qzeros.length + ", scales "
+                        + scales.length + " elements do not match");
+            }
+        }
+
+        public int groups() {
+            return groups(in, groupSize);
+        }
+
+        private static int groups(int in, int groupSize) {
+            return (in + groupSize - 1) / groupSize;
+        }
+
+        /**
+         * Packs a quantized layer (clipped codes in [0, maxq]): scales rounded to fp16 as a checkpoint stores them,
+         * zero points v2 (true zeros) unless {@code v1}.
+         */
+        public static PackedGptq of(QuantizedLayer q, boolean v1) {
+            QuantGrid g = q.grid();
+            int out = g.rows;
+            int in = g.cols;
+            int groups = g.groups();
+            int[][] zeros = new int[groups][out];
+            short[] scales = new short[groups * out];
+            for (int o = 0; o < out; o++) {
+                for (int k = 0; k < groups; k++) {
+                    zeros[k][o] = (int) g.zero[o][k];
+                    scales[k * out + o] = org.babaiquant.nonclip.Half.fromFloat((float) g.scale[o][k]);
+                }
+            }
+            return new PackedGptq(g.bits, g.groupSize, in, out, flatten(GptqPacking.packQweight(q.codes(), g.bits)),
+                    flatten(GptqPacking.packQzeros(zeros, g.bits, v1)), scales, v1);
+        }
+
+        private static int[] flatten(int[][] m) {
+            int cols = m.length == 0 ? 0 : m[0].length;
+            int[] f = new int[m.length * cols];
+            for (int r = 0; r < m.length; r++) {
+                System.arraycopy(m[r], 0, f, r * cols, cols);
+            }
+            return f;
+        }
+    }
+
+    /**
+     * A quantized linear layer made ready for repeated products (on the device for the CUDA backend): {@code apply}
+     * computes {@code y = X·Wᵀ} for {@code batch} (1..{@value #MAX_BATCH}) input rows.
+     */
+    interface Linear extends AutoCloseable {
+        int in();
+
+        int out();
+
+        /** {@code x} row-major [batch][in] → y row-major [batch][out]. */
+        float[] apply(float[] x, int batch);
+
+        @Override
+        void close();
+    }
+
+    /** Largest batch of {@link Linear#apply}. */
+    int MAX_BATCH = 8;
+
+    /** The dequantize-and-multiply operator of a packed GPTQ layer. */
+    Linear gptqLinear(PackedGptq layer);
+
+    /** The dequantize-and-multiply operator of an SSQR layer: dense codes plus CSR outliers. */
+    Linear ssqrLinear(SsqrLayer layer);
+
+    // ---- selection ------------------------------------------------------------------------------------------------
+
+    /** A backend other than the CPU one, found through {@code META-INF/services/org.babaiquant.core.QuantBackend$Provider}. */
+    interface Provider {
+        /** What {@link #select} names it by, e.g. {@code cuda}. */
+        String name();
+
+        /** Higher wins under {@code auto}; the CPU backend counts as 0. */
+        int priority();
+
+        /** Whether it can run in this JVM, and why not. Probed once; must not throw. */
+        Availability availability();
+
+        /**
+         * The backend on the given device: an ordinal or a Spark GPU address such as {@code "0"}; {@code null} for
+         * the default device. Only called when available.
+         */
+        QuantBackend open(String deviceAddress);
+    }
+
+    /** The outcome of a provider's probe: {@code reason} says what was found or why it cannot run. */
+    record Availability(boolean available, String reason) {}
+
+    /** {@code select("cuda")} when the CUDA backend cannot run: the message says why. */
+    final class UnavailableException extends IllegalStateException {
+        private static final long serialVersionUID = 1L;
+
+        public UnavailableException(String message, Throwable cause) {
+            super(message, cause);
+        }
+    }
+
+    /** The CPU backend (always available). */
+    static QuantBackend cpu() {
+        return CpuBackend.INSTANCE;
+    }
+
+    /** {@link #select(String, String)} on the default device. */
+    static QuantBackend select(String which) {
+        return select(which, null);
+    }
+
+    /**
+     * The backend for {@code which} = {@code auto}, {@code cpu} or a provider's name (e.g. {@code cuda}), on device
+     * {@code deviceAddress} (null: default).
+     *
+     * @throws UnavailableException     when a named backend is missing or cannot run here (the reason is in the
+     *                                  message)
+     * @throws IllegalArgumentException for a name that is none of these
+     */
+    static QuantBackend select(String which, String deviceAddress) {
+        return Selection.select(which, deviceAddress);
+    }
+
+    /** Provider loading and the once-per-JVM log of decisions (nested: core has no room for a helper file). */
+    final class Selection {
+        private static final Logger LOG = Logger.getLogger(QuantBackend.class.getName());
+        private static final Set<String> LOGGED = ConcurrentHashMap.newKeySet();
+        private static volatile List<Provider> providers;
+
+        private Selection() {}
+
+        /** The providers that load, highest priority first (loaded once). */
+        static List<Provider> providers() {
+            List<Provider> p = providers;
+            if (p == null) {
+                List<Provider> list = new ArrayList<>();
+                try {
+                    for (Provider each : ServiceLoader.load(Provider.class)) {
+                        list.add(each);
+                    }
+                } catch (ServiceConfigurationError | LinkageError e) {
+                    LOG.log(Level.WARNING, "a backend provider failed to load; using the ones that did", e);
+                }
+                list.sort(Comparator.comparingInt(Provider::priority).reversed());
+                providers = p = List.copyOf(list);
+            }
+            return p;
+        }
+
+        static QuantBackend select(String which, String device) {
+            String w = which == null ? "auto" : which.trim();
+            if (w.equals("cpu")) {
+                logOnce("backend cpu: " + CpuBackend.INSTANCE.description() + " (requested)");
+                return CpuBackend.INSTANCE;
+            }
+            if (w.equals("auto")) {
+                StringBuilder why = new StringBuilder();
+                for (Provider p : providers()) {
+                    Availability a = availability(p);
+                    if (a.available()) {
+                        try {
+                            QuantBackend b = p.open(device);
+                            logOnce("backend auto: " + b.description());
+                            return b;
+                        } catch (RuntimeException | LinkageError e) {
+                            why.append("; ").append(p.name()).append(" failed to open: ").append(e.getMessage());
+                            continue;
+                        }
+                    }
+                    why.append("; ").append(p.name()).append(" unavailable: ").append(a.reason());
+                }
+                logOnce("backend auto: CPU (" + CpuBackend.INSTANCE.description() + ")"
+                        + (why.length() == 0 ? "; no other backend on the class path" : why.toString()));
+                return CpuBackend.INSTANCE;
+            }
+            for (Provider p : providers()) {
+                if (p.name().equals(w)) {
+                    Availability a = availability(p);
+                    if (!a.available()) {
+                        throw new UnavailableException("backend " + w + " is unavailable: " + a.reason(), null);
+                    }
+                    try {
+                        QuantBackend b = p.open(device);
+                        logOnce("backend " + w + ": " + b.description() + " (requested)");
+                        return b;
+                    } catch (RuntimeException | LinkageError e) {
+                        throw new UnavailableException("backend " + w + " failed to open device "
+                                + (device == null ? "(default)" : device) + ": " + e.getMessage(), e);
+                    }
+                }
+            }
+            if (w.equals("cuda")) {
+                throw new UnavailableException("backend cuda is unavailable: no CUDA backend on the class path (the "
+                        + "babai-quant-gpu-native jar and JCuda are needed)", null);
+            }
+            throw new IllegalArgumentException("backend must be auto, cpu or cuda, got " + which);
+        }
+
+        private static Availability availability(Provider p) {
+            try {
+                return p.availability();
+            } catch (RuntimeException | LinkageError e) {
+                return new Availability(false, "probe failed: " + e);
+            }
+        }
+
+        private static void logOnce(String line) {
+            if (LOGGED.add(line)) {
+                LOG.info(line);
+            }
+        }
+    }
+}

@@ -1,0 +1,581 @@
+package org.babaiquant.gpu;
+
+import org.babaiquant.core.ColumnOrder;
+import org.babaiquant.core.GptqSolver;
+import org.babaiquant.core.HessianAccumulator;
+import org.babaiquant.core.QuantBackend;
+import org.babaiquant.core.QuantBackend.ActivationType;
+import org.babaiquant.core.QuantBackend.PackedGptq;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.io.Npy;
+import org.babaiquant.nonclip.Half;
+import org.babaiquant.nonclip.Ssqr;
+import org.babaiquant.nonclip.SsqrLayer;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.stream.IntStream;
+
+/**
+ * The GPU check of issue 6 in one run (scripts/gpu-check.sh starts it on the GPU host): parity of the CUDA backend
+ * against the CPU backend on fresh random and real MiniLM inputs, then the benchmark, printed last as one table with
+ * the PyTorch figures measured on the same kind of host beside ours. Everything printed also goes to
+ * {@code OUT/gpu-check.log}; the table to {@code OUT/gpu-check-table.txt}.
+ *
+ * <pre>
+ *   GpuCheck [--out DIR] [--data DIR] [--device N] [--skip-bench] [--seed S]
+ * </pre>
+ * Exit status: 0 every parity case passed, 1 a parity case failed, 2 usage, 3 CUDA unavailable (the reason printed
+ * as {@code CUDA unavailable: ...}), 4 an error stopped the run.
+ */
+public final class GpuCheck {
+    public static final int EXIT_OK = 0;
+    public static final int EXIT_PARITY_FAILED = 1;
+    public static final int EXIT_USAGE = 2;
+    public static final int EXIT_UNAVAILABLE = 3;
+    public static final int EXIT_ERROR = 4;
+
+    /** Memory bandwidth measured on the H100 host (device-to-device copy, read + write): the GEMV floor. */
+    static final double H100_BYTES_PER_SECOND = 2.96e12;
+
+    private final PrintStream out;
+    private final Path outDir;
+    private final Path data;
+    private final SplittableRandom rnd;
+    private final List<String[]> table = new ArrayList<>();
+    private int failures;
+
+    private GpuCheck(PrintStream out, Path outDir, Path data, long seed) {
+        this.out = out;
+        this.outDir = outDir;
+        this.data = data;
+        this.rnd = new SplittableRandom(seed);
+    }
+
+    public static void main(String[] args) {
+        System.exit(run(args, System.out));
+    }
+
+    /** The whole check; returns the exit status (no System.exit, so that tests can call it). */
+    public static int run(String[] args, PrintStream console) {
+        Path outDir = Path.of(System.getenv().getOrDefault("OUT", "gpu-check-out"));
+        Path data = Path.of("data/minilm-l6-v2");
+        String device = null;
+        boolean bench = true;
+        long seed = System.nanoTime();
+        try {
+            for (int i = 0; i < args.length; i++) {
+                switch (args[i]) {
+                    case "--out" -> outDir = Path.of(args[++i]);
+                    case "--data" -> data = Path.of(args[++i]);
+                    case "--device" -> device = args[++i];
+                    case "--skip-bench" -> bench = false;
+                    case "--seed" -> seed = Long.parseLong(args[++i]);
+                    default -> throw new IllegalArgumentException("unknown argument " + args[i]);
+                }
+            }
+        } catch (RuntimeException e) {
+            console.println("usage: GpuCheck [--out DIR] [--data DIR] [--device N] [--skip-bench] [--seed S]: "
+                    + e.getMessage());
+            return EXIT_USAGE;
+        }
+        QuantBackend.Availability a = CudaProbe.availability();
+        if (!a.available()) {
+            console.println("CUDA unavailable: " + a.reason());
+            return EXIT_UNAVAILABLE;
+        }
+        try {
+            Files.createDirectories(outDir);
+            try (OutputStream log = Files.newOutputStream(outDir.resolve("gpu-check.log"));
+                 PrintStream tee = new PrintStream(new Tee(console, log), true, StandardCharsets.UTF_8)) {
+                GpuCheck check = new GpuCheck(tee, outDir, data, seed);
+                tee.println("gpu-check: seed " + seed + ", " + a.reason());
+                CudaBackend cuda = CudaBackend.open(device);
+                tee.println("device: " + cuda.description());
+                check.parity(cuda);
+                if (bench) {
+                    check.bench(cuda);
+                }
+                String t = check.formatTable();
+                tee.println();
+                tee.print(t);
+                Files.writeString(outDir.resolve("gpu-check-table.txt"), t);
+                tee.println(check.failures == 0 ? "parity: all cases passed" : "parity: " + check.failures
+                        + " case(s) FAILED");
+                return check.failures == 0 ? EXIT_OK : EXIT_PARITY_FAILED;
+            }
+        } catch (Exception | LinkageError e) {
+            console.println("gpu-check stopped: " + e);
+            e.printStackTrace(console);
+            return EXIT_ERROR;
+        }
+    }
+
+    // ---- parity ---------------------------------------------------------------------------------------------------
+
+    /** Runs one case; an exception fails it (stack trace in the log) and the run goes on to the next one. */
+    private void attempt(String what, Step step) {
+        try {
+            step.run();
+        } catch (Exception | LinkageError e) {
+            verdict(what, false, "stopped by " + e);
+            e.printStackTrace(out);
+            if (e instanceof CudaException c && !c.recoverable()) {
+                out.println("[gpu-check] a fatal CUDA error poisons the context: the cases after this one will fail too");
+            }
+        }
+    }
+
+    private interface Step {
+        void run() throws Exception;
+    }
+
+    private void verdict(String what, boolean ok, String detail) {
+        if (!ok) {
+            failures++;
+        }
+        out.printf(Locale.ROOT, "[parity] %-52s %s  %s%n", what, ok ? "PASS" : "FAIL", detail);
+    }
+
+    private void parity(CudaBackend cuda) throws IOException {
+        QuantBackend cpu = QuantBackend.cpu();
+        // Hessians: float32, float16, bfloat16 tiles (odd sizes: partial 128-tiles and 16-token steps)
+        float[] x = gaussianFloats(3001 * 700);
+        hessianCase("hessian f32 random 3001x700", cpu, cuda, 700, s -> {
+            s.add(java.util.Arrays.copyOfRange(x, 0, 1000 * 700), 1000);
+            s.add(java.util.Arrays.copyOfRange(x, 1000 * 700, x.length), 2001);
+        });
+        for (ActivationType t : new ActivationType[] {ActivationType.F16, ActivationType.BF16}) {
+            byte[] raw = halves(x, t);
+            hessianCase("hessian " + t + " random 3001x700", cpu, cuda, 700, s -> s.addRaw(raw, 0, 3001, t));
+        }
+        for (String site : new String[] {"attn_in", "ffn_down_in"}) {
+            float[][] act = Npy.readMatrixF32(data.resolve("activations/layer0_" + site + ".calib.npy"));
+            float[] flat = flatten(act);
+            hessianCase("hessian real MiniLM " + site + " " + act.length + "x" + act[0].length, cpu, cuda,
+                    act[0].length, s -> s.add(flat, act.length));
+        }
+
+        // solver: random layers in every order, clip and no-clip, per-row and g128 grids
+        double[][] wr = gaussian(256, 640, 0.02);
+        double[][] hr = gramOfCorrelated(2048, 640);
+        for (ColumnOrder order : ColumnOrder.values()) {
+            for (boolean clip : new boolean[] {true, false}) {
+                for (int g : new int[] {-1, 128}) {
+                    GptqSolver.Options opt = GptqSolver.Options.defaults().withOrder(order).withClip(clip)
+                            .withGrid(new QuantGrid.Spec(4, g, false, false));
+                    solverCase("solver random 256x640 " + order + (clip ? "" : " no-clip") + " g" + g, cuda, wr, hr,
+                            opt);
+                }
+            }
+        }
+        // solver: the real MiniLM layer-0 linears, 4-bit g128 and 3-bit per row
+        String[][] layers = {{"q_proj", "attn_in"}, {"k_proj", "attn_in"}, {"v_proj", "attn_in"},
+                {"o_proj", "o_proj_in"}, {"ffn_up", "ffn_up_in"}, {"ffn_down", "ffn_down_in"}};
+        for (String[] l : layers) {
+            double[][] w = Npy.readMatrix(data.resolve("weights/layer0_" + l[0] + ".weight.npy"));
+            double[][] h = new HessianAccumulator(w[0].length)
+                    .add(Npy.readMatrixF32(data.resolve("activations/layer0_" + l[1] + ".calib.npy"))).hessian();
+            solverCase("solver real " + l[0] + " 4-bit g128 natural", cuda, w, h, GptqSolver.Options.defaults()
+                    .withGrid(new QuantGrid.Spec(4, 128, false, false)));
+            solverCase("solver real " + l[0] + " 3-bit min-pivot", cuda, w, h, GptqSolver.Options.defaults()
+                    .withGrid(new QuantGrid.Spec(3, -1, false, false)).withOrder(ColumnOrder.MIN_PIVOT));
+        }
+
+        // GEMV: random packed layers at 2/4/8 bits, batch 1, 3, 8; a real SSQR layer
+        for (int bits : new int[] {4, 2, 8}) {
+            PackedGptq p = randomPacked(bits, 128, 1024, 768);
+            for (int batch : new int[] {1, 3, 8}) {
+                float[] xs = gaussianFloats(batch * p.in());
+                gemvCase("gemv gptq " + bits + "-bit g128 768x1024 batch " + batch, () -> cpu.gptqLinear(p),
+                        () -> cuda.gptqLinear(p), xs, batch, Parity.absScale(p, xs, batch));
+            }
+        }
+        double[][] wq = Npy.readMatrix(data.resolve("weights/layer0_ffn_up.weight.npy"));
+        double[][] hq = new HessianAccumulator(wq[0].length)
+                .add(Npy.readMatrixF32(data.resolve("activations/layer0_ffn_up_in.calib.npy"))).hessian();
+        SsqrLayer ssqr = Ssqr.quantize(wq, hq, Ssqr.Options.of(4, 128, 0.01, GptqSolver.Options.defaults())).layer();
+        for (int batch : new int[] {1, 8}) {
+            float[] xs = gaussianFloats(batch * ssqr.cols());
+            gemvCase("gemv ssqr real ffn_up 4-bit g128 " + ssqr.outliers() + " outliers batch " + batch,
+                    () -> cpu.ssqrLinear(ssqr), () -> cuda.ssqrLinear(ssqr), xs, batch,
+                    Parity.absScale(ssqr, xs, batch));
+        }
+    }
+
+    private interface Fill {
+        void into(QuantBackend.HessianSum s);
+    }
+
+    private void hessianCase(String what, QuantBackend cpu, CudaBackend cuda, int n, Fill fill) {
+        attempt(what, () -> {
+            try (QuantBackend.HessianSum a = cpu.hessian(n); QuantBackend.HessianSum b = cuda.hessian(n)) {
+                fill.into(a);
+                fill.into(b);
+                double err = Parity.hessian(a.toAccumulator(), b.toAccumulator());
+                verdict(what, err <= Parity.MAX_HESSIAN_REL, String.format(Locale.ROOT,
+                        "max |dH|/sqrt(HiiHjj) %.2e (limit %.0e)", err, Parity.MAX_HESSIAN_REL));
+            }
+        });
+    }
+
+    private void solverCase(String what, CudaBackend cuda, double[][] w, double[][] h, GptqSolver.Options opt) {
+        attempt(what, () -> {
+            QuantizedLayer ref = GptqSolver.quantize(w, h, opt);
+            QuantizedLayer got = cuda.quantize(w, h, opt, null);
+            QuantizedLayer host = LatticeSweep.quantize(w, h, opt, null, HostSweep::new, null);
+            Parity.Layers vsCpu = Parity.layers(ref, got);
+            Parity.Layers vsHost = Parity.layers(host, got);
+            verdict(what, vsCpu.ok() && vsHost.exact(), "vs CPU solver: " + vsCpu + "; vs host emulation: "
+                    + (vsHost.exact() ? "identical" : vsHost.toString()));
+        });
+    }
+
+    private void gemvCase(String what, java.util.function.Supplier<QuantBackend.Linear> ref,
+                          java.util.function.Supplier<QuantBackend.Linear> got, float[] x, int batch,
+                          double[] absScale) {
+        attempt(what, () -> {
+            try (QuantBackend.Linear r = ref.get(); QuantBackend.Linear g = got.get()) {
+                double err = Parity.gemv(r.apply(x, batch), g.apply(x, batch), absScale);
+                verdict(what, err <= Parity.MAX_GEMV_REL, String.format(Locale.ROOT,
+                        "max |dy|/sum|x*w| %.2e (limit %.0e)", err, Parity.MAX_GEMV_REL));
+            }
+        });
+    }
+
+    // ---- benchmark ------------------------------------------------------------------------------------------------
+
+    private void row(String work, String ours, String target, String torch) {
+        table.add(new String[] {work, ours, target, torch});
+        out.printf(Locale.ROOT, "[bench] %s: %s (target %s; PyTorch %s)%n", work, ours, target, torch);
+        try { // rewritten after every row, so that a run stopped by its time limit keeps what it measured
+            Files.writeString(outDir.resolve("gpu-check-table.txt"), formatTable());
+        } catch (IOException e) {
+            out.println("[gpu-check] cannot write the table: " + e);
+        }
+    }
+
+    private void bench(CudaBackend cuda) {
+        // cheapest first: a run cut short by its time limit still reports the most
+        attempt("bench GEMV", () -> benchGemv(cuda));
+        attempt("bench Hessian", () -> benchHessian(cuda));
+        attempt("bench solver 4096x4096", () -> benchSolver4096(cuda));
+        attempt("bench sweep 8192x28672", () -> benchSweep8192x28672(cuda));
+    }
+
+    /** End to end through the backend, H from random correlated activations accumulated on the GPU. */
+    private void benchSolver4096(CudaBackend cuda) {
+        int n = 4096;
+        double[][] w = gaussian(n, n, 0.02);
+        double[][] h;
+        try (QuantBackend.HessianSum s = cuda.hessian(n)) {
+            s.add(correlatedFloats(8192, n), 8192);
+            h = s.toAccumulator().hessian();
+        }
+        GptqSolver.Options opt = GptqSolver.Options.defaults().withGrid(new QuantGrid.Spec(4, 128, false, false));
+        double[][] small = gaussian(64, 256, 0.02); // warm-up: first launches, allocator
+        cuda.quantizeTimed(small, gramOfCorrelated(512, 256), opt, new LatticeSweep.Stats[1], new double[1]);
+        LatticeSweep.Stats[] st = new LatticeSweep.Stats[1];
+        double[] upd = new double[1];
+        long t0 = System.nanoTime();
+        QuantizedLayer got = cuda.quantizeTimed(w, h, opt, st, upd);
+        double total = (System.nanoTime() - t0) / 1e9;
+        long c0 = System.nanoTime();
+        QuantizedLayer ref = GptqSolver.quantize(w, h, opt);
+        double cpuSeconds = (System.nanoTime() - c0) / 1e9;
+        Parity.Layers p = Parity.layers(ref, got);
+        verdict("solver 4096x4096 4-bit g128 (benchmark layer)", p.ok(), p.toString());
+        row("solver 4-bit g128 4096x4096: GPU sweep", String.format(Locale.ROOT,
+                "%.1f ms (updates %.1f ms, %.0f GFLOP/s fp64)", st[0].sweepSeconds() * 1e3, upd[0] * 1e3,
+                st[0].updateFlops() / upd[0] / 1e9), "<= 60 ms", "1.22 s");
+        row("  same layer end to end (CPU factorisation + grid)", String.format(Locale.ROOT,
+                "%.2f s (host part %.2f s); CPU solver %.2f s; loss rel diff %.1e", total, st[0].hostSeconds(),
+                cpuSeconds, p.lossRel()), "same loss", "");
+    }
+
+    /** The sweep alone on a synthetic factor (no 28672² factorisation on the host). */
+    private void benchSweep8192x28672(CudaBackend cuda) {
+        int m = 8192;
+        int n = 28672;
+        int bs = 128;
+        int gs = 128;
+        int groups = n / gs;
+        double[] wp = new double[m * n];
+        long seed = rnd.nextLong();
+        IntStream.range(0, m).parallel().forEach(r -> {
+            SplittableRandom g = new SplittableRandom(seed + r);
+            for (int j = 0; j < n; j++) {
+                wp[r * n + j] = 0.02 * (g.nextDouble() - 0.5);
+            }
+        });
+        // U: unit diagonal, small upper entries: the upper Cholesky factor of some SPD H⁻¹ (any such U is)
+        double[] u = new double[n * n];
+        double off = 0.5 / Math.sqrt(n);
+        IntStream.range(0, n).parallel().forEach(i -> {
+            SplittableRandom g = new SplittableRandom(seed ^ (31L * i + 7));
+            u[i * n + i] = 1;
+            for (int j = i + 1; j < n; j++) {
+                u[i * n + j] = off * (g.nextDouble() - 0.5);
+            }
+        });
+        double[] scale = new double[m * groups];
+        double[] zero = new double[m * groups];
+        IntStream.range(0, m).parallel().forEach(r -> {
+            for (int g = 0; g < groups; g++) {
+                double lo = 0;
+                double hi = 0;
+                for (int j = g * gs; j < (g + 1) * gs; j++) {
+                    lo = Math.min(lo, wp[r * n + j]);
+                    hi = Math.max(hi, wp[r * n + j]);
+                }
+                double s = (hi - lo) / 15;
+                scale[r * groups + g] = s;
+                zero[r * groups + g] = Math.rint(-lo / s);
+            }
+        });
+        int[] groupOf = new int[n];
+        for (int i = 0; i < n; i++) {
+            groupOf[i] = i / gs;
+        }
+        try (CudaSweep k = new CudaSweep(cuda.device, true)) {
+            long t0 = System.nanoTime();
+            k.setFactor(u, n, groupOf, bs, true, 15);
+            k.setRows(wp, m, scale, zero, groups);
+            cuda.device.synchronize("upload");
+            double upload = (System.nanoTime() - t0) / 1e9;
+            long s0 = System.nanoTime();
+            double flops = LatticeSweep.run(k, m, n, bs);
+            cuda.device.synchronize("sweep");
+            double sweep = (System.nanoTime() - s0) / 1e9;
+            int[] codes = new int[m * n];
+            k.download(wp, codes, new double[m], new double[m], new int[m]);
+            row("solver 4-bit g128 8192x28672: GPU sweep (synthetic U)", String.format(Locale.ROOT,
+                    "%.3f s (updates %.3f s, %.0f GFLOP/s fp64); upload %.2f s", sweep, k.updateSeconds(),
+                    flops / k.updateSeconds() / 1e9, upload), "<= 0.6 s", "11.4 s");
+        }
+    }
+
+    private void benchHessian(CudaBackend cuda) {
+        int n = 4096;
+        int tokens = 262144;
+        int chunk = 16384;
+        float[] tile = gaussianFloats(chunk * n);
+        try (DeviceBuffer x = DeviceBuffer.floats(cuda.device, (long) tokens * n, "X 262144x4096");
+             DeviceBuffer h = DeviceBuffer.doubles(cuda.device, (long) n * n, "H 4096x4096")) {
+            for (int t0 = 0; t0 < tokens; t0 += chunk) {
+                x.upload(tile, (long) chunk * n, 4L * t0 * n);
+            }
+            h.zero();
+            int tiles = n / 128;
+            cuda.device.launch("hessian_syrk_f32", tiles, tiles, 256, 0, x, chunk, n, h); // warm-up
+            h.zero();
+            CudaDevice.Timer t = cuda.device.new Timer();
+            t.start();
+            cuda.device.launch("hessian_syrk_f32", tiles, tiles, 256, 0, x, tokens, n, h);
+            t.stop();
+            double s = t.millis() / 1e3;
+            t.destroy();
+            double full = 2.0 * tokens * n * n;
+            row("Hessian X^T X 262144x4096 fp32 (fp32 x8 tokens, fp64 sums)", String.format(Locale.ROOT,
+                    "%.3f s = %.1f TFLOP/s as 2Nn^2 (%.1f executed: upper tiles only)", s, full / s / 1e12,
+                    full * (tiles + 1) / (2.0 * tiles) / s / 1e12), ">= 25 TFLOP/s", "0.166 s (53 TFLOP/s)");
+        }
+    }
+
+    private void benchGemv(CudaBackend cuda) {
+        int out = 28672;
+        int in = 8192;
+        PackedGptq p = randomPacked(4, 128, in, out);
+        float[] x1 = gaussianFloats(in);
+        try (CudaBackend.CudaLinear dense = (CudaBackend.CudaLinear) cuda.gptqLinear(p);
+             QuantBackend.Linear ref = QuantBackend.cpu().gptqLinear(p)) {
+            double err = Parity.gemv(ref.apply(x1, 1), dense.apply(x1, 1), Parity.absScale(p, x1, 1));
+            verdict("gemv gptq 4-bit g128 28672x8192 batch 1 (benchmark layer)", err <= Parity.MAX_GEMV_REL,
+                    String.format(Locale.ROOT, "max |dy|/sum|x*w| %.2e", err));
+            double t1 = dense.time(x1, 1, 200);
+            double t8 = dense.time(gaussianFloats(8 * in), 8, 100);
+            double floor = (dense.weightBytes + 4.0 * in + 4.0 * out) / H100_BYTES_PER_SECOND;
+            row("GEMV 4-bit g128 28672x8192 batch 1", String.format(Locale.ROOT,
+                    "%.1f us (floor %.1f us at 2.96 TB/s: %.2fx); batch 8 %.1f us", t1 * 1e6, floor * 1e6,
+                    t1 / floor, t8 * 1e6), "<= 88 us and <= 1.5x floor", "177 us (fp16)");
+            SsqrLayer s = randomSsqr(out, in, 0.01);
+            try (CudaBackend.CudaLinear sparse = (CudaBackend.CudaLinear) cuda.ssqrLinear(s);
+                 QuantBackend.Linear sref = QuantBackend.cpu().ssqrLinear(s)) {
+                double serr = Parity.gemv(sref.apply(x1, 1), sparse.apply(x1, 1), Parity.absScale(s, x1, 1));
+                verdict("gemv ssqr 4-bit g128 1% outliers 28672x8192 (benchmark layer)",
+                        serr <= Parity.MAX_GEMV_REL, String.format(Locale.ROOT, "max |dy|/sum|x*w| %.2e", serr));
+                double ts = sparse.time(x1, 1, 200);
+                row("SSQR 4-bit g128 + 1% CSR outliers, batch 1", String.format(Locale.ROOT,
+                        "%.1f us = %.2fx dense", ts * 1e6, ts / t1), "<= 1.3x dense", "");
+            }
+        }
+    }
+
+    private String formatTable() {
+        StringBuilder sb = new StringBuilder();
+        String fmt = "%-58s | %-78s | %-26s | %s%n";
+        sb.append(String.format(Locale.ROOT, fmt, "work", "ours", "target", "PyTorch (H100, shared/gpu/README.md)"));
+        for (String[] r : table) {
+            sb.append(String.format(Locale.ROOT, fmt, (Object[]) r));
+        }
+        return sb.toString();
+    }
+
+    // ---- inputs ---------------------------------------------------------------------------------------------------
+
+    private double[][] gaussian(int rows, int cols, double sd) {
+        double[][] m = new double[rows][cols];
+        long seed = rnd.nextLong();
+        IntStream.range(0, rows).parallel().forEach(r -> {
+            java.util.Random g = new java.util.Random(seed + r);
+            for (int j = 0; j < cols; j++) {
+                m[r][j] = sd * g.nextGaussian();
+            }
+        });
+        return m;
+    }
+
+    private float[] gaussianFloats(int count) {
+        float[] f = new float[count];
+        long seed = rnd.nextLong();
+        int chunk = 1 << 16;
+        IntStream.range(0, (count + chunk - 1) / chunk).parallel().forEach(c -> {
+            java.util.Random g = new java.util.Random(seed + c);
+            for (int i = c * chunk; i < Math.min(count, (c + 1) * chunk); i++) {
+                f[i] = (float) g.nextGaussian();
+            }
+        });
+        return f;
+    }
+
+    /** Calibration-like activations: correlated columns with uneven scales. */
+    private float[] correlatedFloats(int tokens, int n) {
+        float[] x = gaussianFloats(tokens * n);
+        double[] colScale = new double[n];
+        for (int j = 0; j < n; j++) {
+            colScale[j] = Math.exp(0.7 * (rnd.nextDouble() * 2 - 1));
+        }
+        for (int t = 0; t < tokens; t++) {
+            double common = x[t * n]; // one shared factor per token
+            for (int j = 0; j < n; j++) {
+                x[t * n + j] = (float) (colScale[j] * (x[t * n + j] + 0.5 * common));
+            }
+        }
+        return x;
+    }
+
+    private double[][] gramOfCorrelated(int tokens, int n) {
+        float[] x = correlatedFloats(tokens, n);
+        float[][] rows = new float[tokens][];
+        for (int t = 0; t < tokens; t++) {
+            rows[t] = java.util.Arrays.copyOfRange(x, t * n, (t + 1) * n);
+        }
+        return new HessianAccumulator(n).add(rows).hessian();
+    }
+
+    private static float[] flatten(float[][] a) {
+        float[] f = new float[a.length * a[0].length];
+        for (int r = 0; r < a.length; r++) {
+            System.arraycopy(a[r], 0, f, r * a[0].length, a[0].length);
+        }
+        return f;
+    }
+
+    private static byte[] halves(float[] x, ActivationType t) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(2 * x.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (float v : x) {
+            b.putShort(t == ActivationType.F16 ? Half.fromFloat(v) : (short) (Float.floatToRawIntBits(v) >>> 16));
+        }
+        return b.array();
+    }
+
+    /** Random codes, zero points and fp16 scales in the checkpoint layout (v2 zeros). */
+    private PackedGptq randomPacked(int bits, int groupSize, int in, int out) {
+        int groups = in / groupSize;
+        int[] qweight = new int[in * bits / 32 * out];
+        for (int i = 0; i < qweight.length; i++) {
+            qweight[i] = rnd.nextInt();
+        }
+        int[] qzeros = new int[groups * out * bits / 32];
+        for (int i = 0; i < qzeros.length; i++) {
+            qzeros[i] = rnd.nextInt();
+        }
+        short[] scales = new short[groups * out];
+        for (int i = 0; i < scales.length; i++) {
+            scales[i] = Half.fromFloat((float) (1e-3 * (1 + rnd.nextDouble())));
+        }
+        return new PackedGptq(bits, groupSize, in, out, qweight, qzeros, scales, false);
+    }
+
+    /** A 4-bit g128 SSQR layer with random codes and {@code rate} of the weights as outliers. */
+    private SsqrLayer randomSsqr(int rows, int cols, double rate) {
+        int gs = 128;
+        int groups = cols / gs;
+        short[] scale = new short[rows * groups];
+        int[] zero = new int[rows * groups];
+        for (int i = 0; i < scale.length; i++) {
+            scale[i] = Half.fromFloat((float) (1e-3 * (1 + rnd.nextDouble())));
+            zero[i] = 4 + rnd.nextInt(8);
+        }
+        int[] codes = new int[rows * cols];
+        for (int i = 0; i < codes.length; i++) {
+            codes[i] = rnd.nextInt(16);
+        }
+        int perRow = (int) Math.round(rate * cols);
+        int[] rowPtr = new int[rows + 1];
+        int[] col = new int[rows * perRow];
+        int[] offset = new int[rows * perRow];
+        int k = 0;
+        int stride = cols / perRow;
+        for (int r = 0; r < rows; r++) {
+            for (int e = 0; e < perRow; e++) {
+                int j = e * stride + rnd.nextInt(stride);
+                col[k] = j;
+                int z = zero[r * groups + j / gs];
+                codes[r * cols + j] = z;
+                offset[k] = rnd.nextBoolean() ? 16 - z + rnd.nextInt(8) : -z - 1 - rnd.nextInt(8);
+                k++;
+            }
+            rowPtr[r + 1] = k;
+        }
+        return new SsqrLayer(4, gs, rows, cols, scale, zero, codes, rowPtr, col, offset);
+    }
+
+    /** Writes to the console and the log file. */
+    private static final class Tee extends OutputStream {
+        private final OutputStream a;
+        private final OutputStream b;
+
+        Tee(OutputStream a, OutputStream b) {
+            this.a = a;
+            this.b = b;
+        }
+
+        @Override
+        public void write(int c) throws IOException {
+            a.write(c);
+            b.write(c);
+        }
+
+        @Override
+        public void write(byte[] buf, int off, int len) throws IOException {
+            a.write(buf, off, len);
+            b.write(buf, off, len);
+        }
+
+        @Override
+        public void flush() throws IOException {
+            a.flush();
+            b.flush();
+        }
+    }
+}

@@ -1,0 +1,203 @@
+package org.babaiquant.gpu;
+
+import org.babaiquant.core.ColumnOrder;
+import org.babaiquant.core.DampedFactor;
+import org.babaiquant.core.Dense;
+import org.babaiquant.core.GptqSolver;
+import org.babaiquant.core.LayerReport;
+import org.babaiquant.core.Method;
+import org.babaiquant.core.NotPositiveDefiniteException;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.core.Validation;
+
+import java.util.function.Supplier;
+
+/**
+ * GPTQ (blocked, lazy updates) as core's {@link GptqSolver} runs it, with the column sweep on {@link SweepKernels}.
+ * The host does what is O(n²) or a one-off: validation, dead columns, the grid, the column order, and the
+ * factorisation U (core's {@link DampedFactor}, through core's dense kernels: a documented CPU step; a GPU Cholesky and
+ * triangular inverse are future work). The kernels do the O(m·n²) sweep:
+ * <pre>
+ *   for each block [i1, i2) of bs columns:
+ *     for each strip [c1, c2) of ≤ 32 columns:      strip(i1, c1, c2 − c1)     columns, rows in parallel
+ *       if c2 &lt; i2:                                 update W[:, c2:i2] −= E[:, c1:c2]·U[c1:c2, c2:i2]
+ *     if i2 &lt; n:                                   update W[:, i2:n]  −= E[:, i1:i2]·U[i1:i2, i2:n]   (lazy)
+ * </pre>
+ * which is the CPU sweep's projection regrouped (its strips of 32 and halving products do the same arithmetic in a
+ * different order). Codes therefore equal the CPU solver's except where the summation order decides a rounding tie.
+ */
+final class LatticeSweep {
+    private LatticeSweep() {}
+
+    /** Elements of one slab of W (1 GiB of float64), as the CPU solver. */
+    static final long MAX_SLAB = 1L << 27;
+
+    /** Rows per slab: one slab fits a Java array and one lazy update covers it. */
+    static int slabRows(int rows, int n) {
+        return (int) Math.max(1, Math.min(rows, MAX_SLAB / n));
+    }
+
+    /** Timings and work of the last sweep, for the benchmark. */
+    record Stats(double hostSeconds, double sweepSeconds, double updateFlops) {}
+
+    /** GPTQ on the given kernels; {@code stats}, if not null, receives [0] the timings. */
+    static QuantizedLayer quantize(double[][] w0, double[][] h0, GptqSolver.Options opt, QuantGrid fixedGrid,
+                                   Supplier<SweepKernels> kernels, Stats[] stats) {
+        return quantize(w0, h0, opt, fixedGrid, kernels, stats, -1);
+    }
+
+    /** As above with {@code slab} rows per slab ({@code -1}: {@link #slabRows}); tests use small slabs. */
+    static QuantizedLayer quantize(double[][] w0, double[][] h0, GptqSolver.Options opt, QuantGrid fixedGrid,
+                                   Supplier<SweepKernels> kernels, Stats[] stats, int slabSize) {
+        if (opt.method() != Method.GPTQ) {
+            throw new IllegalArgumentException("the lattice sweep runs GPTQ; " + opt.method() + " runs on the CPU");
+        }
+        long t0 = System.nanoTime();
+        Validation.weights(w0, "W");
+        Validation.hessian(h0, w0[0].length);
+        int rows = w0.length;
+        int n = w0[0].length;
+
+        // dead inputs, exactly as GptqSolver: H_jj = 1, W[:, j] = 0, on copies
+        double[][] w = w0;
+        double[][] h = h0;
+        int dead = 0;
+        for (int j = 0; j < n; j++) {
+            if (h0[j][j] == 0) {
+                if (dead++ == 0) {
+                    w = Dense.copy(w0);
+                    h = Dense.copy(h0);
+                }
+                h[j][j] = 1;
+                for (double[] row : w) {
+                    row[j] = 0;
+                }
+            }
+        }
+        QuantGrid grid = fixedGrid != null ? fixedGrid : QuantGrid.fit(w, opt.grid());
+        if (grid.rows != rows || grid.cols != n) {
+            throw new IllegalArgumentException("grid is " + grid.rows + "x" + grid.cols + " but W is " + rows + "x" + n);
+        }
+        int[] perm = permutation(h, opt);
+
+        LayerReport rep = new LayerReport();
+        rep.method = opt.method();
+        rep.order = opt.order();
+        rep.bits = grid.bits;
+        rep.groupSize = opt.grid().groupSize();
+        rep.sym = opt.grid().sym();
+        rep.mse = opt.grid().mse();
+        rep.clip = opt.clip();
+        rep.rows = rows;
+        rep.cols = n;
+        rep.deadColumns = dead;
+        rep.percdampRequested = opt.percdamp();
+        rep.rowLoss = new double[rows];
+        rep.rowBound = new double[rows];
+        rep.rowClipped = new int[rows];
+
+        DampedFactor.Flat f = DampedFactor.flat(h, perm, opt.percdamp(), opt.maxDampTries());
+        rep.percdampUsed = f.percdamp();
+        rep.lambda = f.lambda();
+        rep.dampAttempts = f.attempts();
+        rep.traceD = f.traceD();
+
+        int groups = grid.groups();
+        int[] groupOf = new int[n];
+        for (int i = 0; i < n; i++) {
+            groupOf[i] = grid.groupOf(perm[i]);
+        }
+        int bs = Math.min(opt.blockSize(), n);
+        int[][] codes = new int[rows][n];
+        double[][] dq = new double[rows][n];
+        double hostSeconds = (System.nanoTime() - t0) / 1e9;
+        long s0 = System.nanoTime();
+        double flops = 0;
+        int slab = slabSize > 0 ? slabSize : slabRows(rows, n);
+        try (SweepKernels k = kernels.get()) {
+            k.setFactor(f.u(), n, groupOf, bs, opt.clip(), grid.maxq);
+            for (int r0 = 0; r0 < rows; r0 += slab) {
+                int m = Math.min(slab, rows - r0);
+                double[] wp = new double[m * n];
+                double[] scale = new double[m * groups];
+                double[] zero = new double[m * groups];
+                for (int r = 0; r < m; r++) {
+                    double[] src = w[r0 + r];
+                    for (int i = 0; i < n; i++) {
+                        wp[r * n + i] = src[perm[i]];
+                    }
+                    System.arraycopy(grid.scale[r0 + r], 0, scale, r * groups, groups);
+                    System.arraycopy(grid.zero[r0 + r], 0, zero, r * groups, groups);
+                }
+                k.setRows(wp, m, scale, zero, groups);
+                flops += run(k, m, n, bs);
+                int[] cp = new int[m * n];
+                double[] loss = new double[m];
+                double[] bound = new double[m];
+                int[] clipped = new int[m];
+                k.download(wp, cp, loss, bound, clipped);
+                for (int r = 0; r < m; r++) {
+                    int row = r0 + r;
+                    for (int i = 0; i < n; i++) {
+                        codes[row][perm[i]] = cp[r * n + i];
+                        dq[row][perm[i]] = wp[r * n + i];
+                    }
+                    rep.rowLoss[row] = loss[r];
+                    rep.rowBound[row] = bound[r];
+                    rep.rowClipped[row] = clipped[r];
+                }
+            }
+        }
+        double sweepSeconds = (System.nanoTime() - s0) / 1e9;
+        rep.bitsPerWeight = GptqSolver.checkpointBitsPerWeight(rows, n, grid, opt.order() != ColumnOrder.NATURAL);
+        rep.seconds = (System.nanoTime() - t0) / 1e9;
+        if (stats != null) {
+            stats[0] = new Stats(hostSeconds, sweepSeconds, flops);
+        }
+        return new QuantizedLayer(codes, grid, perm, dq, rep);
+    }
+
+    /** The block/strip loop of the class comment over one slab of m rows; returns the flops of the updates. */
+    static double run(SweepKernels k, int m, int n, int bs) {
+        double flops = 0;
+        for (int i1 = 0; i1 < n; i1 += bs) {
+            int i2 = Math.min(n, i1 + bs);
+            for (int c1 = i1; c1 < i2; c1 += SweepKernels.STRIP) {
+                int c2 = Math.min(i2, c1 + SweepKernels.STRIP);
+                k.strip(i1, c1, c2 - c1);
+                if (c2 < i2) {
+                    k.update(i1, c1, c2 - c1, c2, i2);
+                    flops += 2.0 * m * (c2 - c1) * (i2 - c2);
+                }
+            }
+            if (i2 < n) {
+                k.update(i1, i1, i2 - i1, i2, n);
+                flops += 2.0 * m * (i2 - i1) * (n - i2);
+            }
+        }
+        return flops;
+    }
+
+    /** GptqSolver's order: min-pivot runs on H + λI at the same escalating damping as the factorisation. */
+    static int[] permutation(double[][] h, GptqSolver.Options opt) {
+        if (opt.order() != ColumnOrder.MIN_PIVOT) {
+            return opt.order().permutation(h, 0);
+        }
+        double mean = 0;
+        for (int j = 0; j < h.length; j++) {
+            mean += h[j][j];
+        }
+        mean /= h.length;
+        double pd = opt.percdamp();
+        for (int t = 0; t < opt.maxDampTries(); t++, pd *= 10) {
+            try {
+                return ColumnOrder.MIN_PIVOT.permutation(h, pd * mean);
+            } catch (ArithmeticException notPd) {
+                // escalate, as the factorisation will
+            }
+        }
+        throw new NotPositiveDefiniteException("min-pivot order: Hessian is not positive definite even with damping "
+                + pd / 10 + " × mean(diag H)");
+    }
+}
