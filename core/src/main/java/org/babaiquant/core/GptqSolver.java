@@ -99,49 +99,14 @@ public final class GptqSolver {
     public static QuantizedLayer quantize(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid,
                                           DenseKernels kernels) {
         long t0 = System.nanoTime();
-        Validation.weights(w0, "W");
-        Validation.hessian(h0, w0[0].length);
-        int rows = w0.length;
-        int n = w0[0].length;
-
-        // Dead inputs (H_jj = 0, the column never fired): as GPTQ, set H_jj = 1 and W[:, j] = 0 (on copies; the
-        // inputs are only read, so without dead columns no copy is made).
-        double[][] w = w0;
-        double[][] h = h0;
-        int dead = 0;
-        for (int j = 0; j < n; j++) {
-            if (h0[j][j] == 0) {
-                if (dead++ == 0) {
-                    w = Dense.copy(w0);
-                    h = Dense.copy(h0);
-                }
-                h[j][j] = 1;
-                for (double[] row : w) {
-                    row[j] = 0;
-                }
-            }
-        }
-        QuantGrid grid = fixedGrid != null ? fixedGrid : QuantGrid.fit(w, opt.grid());
-        if (grid.rows != rows || grid.cols != n) {
-            throw new IllegalArgumentException("grid is " + grid.rows + "x" + grid.cols + " but W is " + rows + "x" + n);
-        }
-        int[] perm = permutation(h, opt);
-
-        LayerReport rep = new LayerReport();
-        rep.method = opt.method();
-        rep.order = opt.order();
-        rep.bits = grid.bits;
-        rep.groupSize = opt.grid().groupSize();
-        rep.sym = opt.grid().sym();
-        rep.mse = opt.grid().mse();
-        rep.clip = opt.clip();
-        rep.rows = rows;
-        rep.cols = n;
-        rep.deadColumns = dead;
-        rep.percdampRequested = opt.percdamp();
-        rep.rowLoss = new double[rows];
-        rep.rowBound = new double[rows];
-        rep.rowClipped = new int[rows];
+        Prepared p = prepare(w0, h0, opt, fixedGrid);
+        double[][] w = p.w();
+        double[][] h = p.h();
+        QuantGrid grid = p.grid();
+        int[] perm = p.perm();
+        LayerReport rep = p.report();
+        int rows = w.length;
+        int n = w[0].length;
 
         int[][] codes = new int[rows][n];
         double[][] dq = new double[rows][n];
@@ -178,6 +143,57 @@ public final class GptqSolver {
         rep.bitsPerWeight = checkpointBitsPerWeight(rows, n, grid, opt.order() != ColumnOrder.NATURAL);
         rep.seconds = (System.nanoTime() - t0) / 1e9;
         return new QuantizedLayer(codes, grid, perm, dq, rep);
+    }
+
+    /**
+     * What every solver (this class's and a device backend's) does before its sweep: the checks, dead inputs, the grid,
+     * the processing order and the report's fixed fields. {@code w}/{@code h} are the inputs, or copies when there
+     * are dead inputs (H_jj = 0, the column never fired: as GPTQ, H_jj = 1 and W[:, j] = 0; the inputs are only read).
+     */
+    public record Prepared(double[][] w, double[][] h, QuantGrid grid, int[] perm, LayerReport report) {}
+
+    /** See {@link Prepared}; {@code fixedGrid == null} fits the grid of {@code opt.grid()} on W. */
+    public static Prepared prepare(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid) {
+        Validation.weights(w0, "W");
+        Validation.hessian(h0, w0[0].length);
+        int rows = w0.length;
+        int n = w0[0].length;
+        double[][] w = w0;
+        double[][] h = h0;
+        int dead = 0;
+        for (int j = 0; j < n; j++) {
+            if (h0[j][j] == 0) {
+                if (dead++ == 0) {
+                    w = Dense.copy(w0);
+                    h = Dense.copy(h0);
+                }
+                h[j][j] = 1;
+                for (double[] row : w) {
+                    row[j] = 0;
+                }
+            }
+        }
+        QuantGrid grid = fixedGrid != null ? fixedGrid : QuantGrid.fit(w, opt.grid());
+        if (grid.rows != rows || grid.cols != n) {
+            throw new IllegalArgumentException("grid is " + grid.rows + "x" + grid.cols + " but W is " + rows + "x" + n);
+        }
+        int[] perm = permutation(h, opt);
+        LayerReport rep = new LayerReport();
+        rep.method = opt.method();
+        rep.order = opt.order();
+        rep.bits = grid.bits;
+        rep.groupSize = opt.grid().groupSize();
+        rep.sym = opt.grid().sym();
+        rep.mse = opt.grid().mse();
+        rep.clip = opt.clip();
+        rep.rows = rows;
+        rep.cols = n;
+        rep.deadColumns = dead;
+        rep.percdampRequested = opt.percdamp();
+        rep.rowLoss = new double[rows];
+        rep.rowBound = new double[rows];
+        rep.rowClipped = new int[rows];
+        return new Prepared(w, h, grid, perm, rep);
     }
 
     private static void record(LayerReport rep, double percdamp, double lambda, int attempts, double traceD) {

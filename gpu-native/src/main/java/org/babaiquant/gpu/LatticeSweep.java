@@ -2,14 +2,11 @@ package org.babaiquant.gpu;
 
 import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.DampedFactor;
-import org.babaiquant.core.Dense;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.Method;
-import org.babaiquant.core.NotPositiveDefiniteException;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
-import org.babaiquant.core.Validation;
 
 import java.util.function.Supplier;
 
@@ -54,50 +51,15 @@ final class LatticeSweep {
             throw new IllegalArgumentException("the lattice sweep runs GPTQ; " + opt.method() + " runs on the CPU");
         }
         long t0 = System.nanoTime();
-        Validation.weights(w0, "W");
-        Validation.hessian(h0, w0[0].length);
-        int rows = w0.length;
-        int n = w0[0].length;
+        GptqSolver.Prepared p = GptqSolver.prepare(w0, h0, opt, fixedGrid);
+        double[][] w = p.w();
+        QuantGrid grid = p.grid();
+        int[] perm = p.perm();
+        LayerReport rep = p.report();
+        int rows = w.length;
+        int n = w[0].length;
 
-        // dead inputs, exactly as GptqSolver: H_jj = 1, W[:, j] = 0, on copies
-        double[][] w = w0;
-        double[][] h = h0;
-        int dead = 0;
-        for (int j = 0; j < n; j++) {
-            if (h0[j][j] == 0) {
-                if (dead++ == 0) {
-                    w = Dense.copy(w0);
-                    h = Dense.copy(h0);
-                }
-                h[j][j] = 1;
-                for (double[] row : w) {
-                    row[j] = 0;
-                }
-            }
-        }
-        QuantGrid grid = fixedGrid != null ? fixedGrid : QuantGrid.fit(w, opt.grid());
-        if (grid.rows != rows || grid.cols != n) {
-            throw new IllegalArgumentException("grid is " + grid.rows + "x" + grid.cols + " but W is " + rows + "x" + n);
-        }
-        int[] perm = permutation(h, opt);
-
-        LayerReport rep = new LayerReport();
-        rep.method = opt.method();
-        rep.order = opt.order();
-        rep.bits = grid.bits;
-        rep.groupSize = opt.grid().groupSize();
-        rep.sym = opt.grid().sym();
-        rep.mse = opt.grid().mse();
-        rep.clip = opt.clip();
-        rep.rows = rows;
-        rep.cols = n;
-        rep.deadColumns = dead;
-        rep.percdampRequested = opt.percdamp();
-        rep.rowLoss = new double[rows];
-        rep.rowBound = new double[rows];
-        rep.rowClipped = new int[rows];
-
-        DampedFactor.Flat f = DampedFactor.flat(h, perm, opt.percdamp(), opt.maxDampTries());
+        DampedFactor.Flat f = DampedFactor.flat(p.h(), perm, opt.percdamp(), opt.maxDampTries());
         rep.percdampUsed = f.percdamp();
         rep.lambda = f.lambda();
         rep.dampAttempts = f.attempts();
@@ -177,27 +139,5 @@ final class LatticeSweep {
             }
         }
         return flops;
-    }
-
-    /** GptqSolver's order: min-pivot runs on H + λI at the same escalating damping as the factorisation. */
-    static int[] permutation(double[][] h, GptqSolver.Options opt) {
-        if (opt.order() != ColumnOrder.MIN_PIVOT) {
-            return opt.order().permutation(h, 0);
-        }
-        double mean = 0;
-        for (int j = 0; j < h.length; j++) {
-            mean += h[j][j];
-        }
-        mean /= h.length;
-        double pd = opt.percdamp();
-        for (int t = 0; t < opt.maxDampTries(); t++, pd *= 10) {
-            try {
-                return ColumnOrder.MIN_PIVOT.permutation(h, pd * mean);
-            } catch (ArithmeticException notPd) {
-                // escalate, as the factorisation will
-            }
-        }
-        throw new NotPositiveDefiniteException("min-pivot order: Hessian is not positive definite even with damping "
-                + pd / 10 + " × mean(diag H)");
     }
 }
