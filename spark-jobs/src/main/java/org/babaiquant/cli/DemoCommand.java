@@ -28,6 +28,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
+import java.util.function.Supplier;
 
 /**
  * {@code demo}: README command one, the whole pipeline on the embedded default. all-MiniLM-L6-v2 (resolved through
@@ -124,44 +125,43 @@ public final class DemoCommand implements Callable<Integer> {
                 ConsoleProgress::live));
 
         List<Run> runs = runs(onnx.toString(), hessians, root.resolve("quantized"));
-        List<double[]> quantSeconds = new ArrayList<>();
+        List<Double> quantSeconds = new ArrayList<>();
         int k = 0;
         for (Run r : runs) {
             String tag = String.format(Locale.ROOT, "quantize %d/%d %s", ++k, runs.size(), r.label());
             long q0 = System.nanoTime();
             stage(tag, () -> QuantizeJob.run(spark, r.config(), s -> ConsoleProgress.live("[" + tag + "] " + s.replaceFirst("^\\[quantize\\] ", ""))));
-            quantSeconds.add(new double[] {(System.nanoTime() - q0) / 1e9});
+            quantSeconds.add((System.nanoTime() - q0) / 1e9);
         }
 
         WordPieceTokenizer tok = WordPieceTokenizer.read(tokenizer);
         List<String> heldOut = Paragraphs.read(List.of(text.resolve("austen-emma.eval.txt")), evalParagraphs);
-        double[][][] reference = new double[1][][];
-        stage("embed original", () -> reference[0] = EmbeddingEvaluation.embed(onnx, tok, heldOut, MAX_LEN));
+        double[][] reference = stage("embed original", () -> EmbeddingEvaluation.embed(onnx, tok, heldOut, MAX_LEN));
         String evalUri = root.resolve("evaluation").toString();
         Path models = root.resolve("onnx");
         List<Line> lines = new ArrayList<>();
         k = 0;
         for (Run r : runs) {
             String tag = String.format(Locale.ROOT, "evaluate %d/%d %s", ++k, runs.size(), r.label());
-            double qs = quantSeconds.get(k - 1)[0];
-            stage(tag, () -> {
+            double qs = quantSeconds.get(k - 1);
+            lines.add(stage(tag, () -> {
                 Path model = models.resolve(r.label() + ".onnx");
                 try {
                     Files.createDirectories(models);
                     long e0 = System.nanoTime();
                     OnnxApply.Applied applied = OnnxApply.apply(conf, onnx, r.config().out(), model);
-                    EmbeddingEvaluation.Result res = EmbeddingEvaluation.compare(reference[0],
+                    EmbeddingEvaluation.Result res = EmbeddingEvaluation.compare(reference,
                             EmbeddingEvaluation.embed(model, tok, heldOut, MAX_LEN), (System.nanoTime() - e0) / 1e9);
                     EvaluationReport.QuantizeSummary sum = EvaluationReport.summarize(conf, r.config().out(), applied.replaced());
                     EvaluationReport.write(conf, evalUri, new EvaluationReport.Row(onnx.toString(), r.config().out(), sum, MAX_LEN, res));
-                    lines.add(new Line(r, sum, res, qs));
                     if (!keepOnnx) {
                         Files.deleteIfExists(model);
                     }
+                    return new Line(r, sum, res, qs);
                 } catch (IOException e) {
                     throw new UncheckedIOException(e);
                 }
-            });
+            }));
         }
         ConsoleProgress.clear();
         System.out.println();
@@ -211,8 +211,8 @@ public final class DemoCommand implements Callable<Integer> {
                 List.of(), null, null, 0, "auto", 0, false);
     }
 
-    /** The capture, unless the folder holds one made with the same parameters (a marker written after it). */
-    private static void captureOnce(SparkSession spark, ActivationCapture.Config cfg, int shards) {
+    /** The capture, unless the folder holds one made with the same parameters (a marker written after it); true if run. */
+    private static boolean captureOnce(SparkSession spark, ActivationCapture.Config cfg, int shards) {
         String params = String.format(Locale.ROOT, "onnx=%s samples=%d max_len=%d seed=%d rows_per_seq=%d text=%s%n",
                 cfg.onnx().getFileName(), cfg.samples(), cfg.maxLen(), cfg.seed(), cfg.rowsPerSeq(), cfg.text());
         org.apache.hadoop.fs.Path marker = new org.apache.hadoop.fs.Path(cfg.out(), "_demo-capture.txt");
@@ -222,7 +222,7 @@ public final class DemoCommand implements Callable<Integer> {
                 try (var in = fs.open(marker)) {
                     if (new String(in.readAllBytes(), StandardCharsets.UTF_8).equals(params)) {
                         ConsoleProgress.line("[capture] reusing " + cfg.out() + " (same parameters)");
-                        return;
+                        return false;
                     }
                 }
                 fs.delete(marker, false);
@@ -231,16 +231,19 @@ public final class DemoCommand implements Callable<Integer> {
             try (var o = fs.create(marker, true)) {
                 o.write(params.getBytes(StandardCharsets.UTF_8));
             }
+            return true;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + cfg.out() + ": " + e.getMessage(), e);
         }
     }
 
-    private static void stage(String name, Runnable body) {
+    /** Runs one stage with a live line while it runs and a permanent line with its wall time after. */
+    private static <T> T stage(String name, Supplier<T> body) {
         long t0 = System.nanoTime();
         ConsoleProgress.live("[" + name + "] ...");
-        body.run();
+        T result = body.get();
         ConsoleProgress.line(String.format(Locale.ROOT, "%-34s %6.1f s", name, (System.nanoTime() - t0) / 1e9));
+        return result;
     }
 
     static List<String> table(List<Line> lines) {
