@@ -5,6 +5,7 @@ import org.babaiquant.nonclip.SsqrLayer;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
 import java.util.ServiceConfigurationError;
 import java.util.ServiceLoader;
 import java.util.Set;
@@ -263,7 +264,12 @@ public interface QuantBackend {
                     if (a.available()) {
                         try {
                             QuantBackend b = p.open(device);
-                            logOnce("backend auto: " + b.description());
+                            String failed = selfCheck(b, device);
+                            if (failed != null) {
+                                why.append("; ").append(p.name()).append(" failed its self-check: ").append(failed);
+                                continue;
+                            }
+                            logOnce("backend auto: " + b.description() + " (self-check passed)");
                             return b;
                         } catch (RuntimeException | LinkageError e) {
                             why.append("; ").append(p.name()).append(" failed to open: ").append(e.getMessage());
@@ -282,14 +288,20 @@ public interface QuantBackend {
                     if (!a.available()) {
                         throw new UnavailableException("backend " + w + " is unavailable: " + a.reason(), null);
                     }
+                    QuantBackend b;
                     try {
-                        QuantBackend b = p.open(device);
-                        logOnce("backend " + w + ": " + b.description() + " (requested)");
-                        return b;
+                        b = p.open(device);
                     } catch (RuntimeException | LinkageError e) {
                         throw new UnavailableException("backend " + w + " failed to open device "
                                 + (device == null ? "(default)" : device) + ": " + e.getMessage(), e);
                     }
+                    String failed = selfCheck(b, device);
+                    if (failed != null) {
+                        throw new UnavailableException("backend " + w + " failed its self-check on device "
+                                + (device == null ? "(default)" : device) + ": " + failed, null);
+                    }
+                    logOnce("backend " + w + ": " + b.description() + " (requested, self-check passed)");
+                    return b;
                 }
             }
             if (w.equals("cuda")) {
@@ -297,6 +309,69 @@ public interface QuantBackend {
                         + "babai-quant-gpu-native jar and JCuda are needed)", null);
             }
             throw new IllegalArgumentException("backend must be auto, cpu or cuda, got " + which);
+        }
+
+        /** Self-check outcomes per backend and device in this JVM: "" passed, else why not. */
+        private static final Map<String, String> CHECKED = new ConcurrentHashMap<>();
+        /** Share of codes allowed to differ from the CPU solver's (rounding ties decided differently) and loss tolerance. */
+        static final double MAX_CODE_MISMATCH = 1e-4;
+        static final double MAX_LOSS_REL = 1e-5;
+
+        /**
+         * A backend other than the CPU one must reproduce the CPU solver before it quantizes anything: once per backend
+         * and device per JVM, a fixed 64×256 layer (4-bit, groups of 128, act-order, seeded random W and X) is solved
+         * by both; more than {@link #MAX_CODE_MISMATCH} of the codes differing, a loss off by more than
+         * {@link #MAX_LOSS_REL} relative, or an exception fails the check. Returns null when it passes, else why not.
+         */
+        static String selfCheck(QuantBackend b, String device) {
+            if (b == CpuBackend.INSTANCE) {
+                return null;
+            }
+            String r = CHECKED.computeIfAbsent(b.name() + "@" + device, k -> runSelfCheck(b));
+            return r.isEmpty() ? null : r;
+        }
+
+        static String runSelfCheck(QuantBackend b) {
+            java.util.Random rnd = new java.util.Random(2507_18553L);
+            int rows = 64;
+            int n = 256;
+            int tokens = 512;
+            double[][] x = new double[tokens][n];
+            for (double[] row : x) {
+                for (int j = 0; j < n; j++) {
+                    row[j] = rnd.nextGaussian();
+                }
+            }
+            double[][] w = new double[rows][n];
+            for (double[] row : w) {
+                for (int j = 0; j < n; j++) {
+                    row[j] = 0.05 * rnd.nextGaussian();
+                }
+            }
+            double[][] h = new HessianAccumulator(n).add(x).hessian();
+            GptqSolver.Options opt = GptqSolver.Options.defaults().withGrid(new QuantGrid.Spec(4, 128, false, false))
+                    .withOrder(ColumnOrder.ACT_ORDER);
+            QuantizedLayer want = CpuBackend.INSTANCE.quantize(w, h, opt, null);
+            QuantizedLayer got;
+            try {
+                got = b.quantize(w, h, opt, null);
+            } catch (RuntimeException | LinkageError e) {
+                return "quantizing the check layer threw " + e;
+            }
+            long differ = 0;
+            for (int r = 0; r < rows; r++) {
+                for (int j = 0; j < n; j++) {
+                    if (want.codes()[r][j] != got.codes()[r][j]) {
+                        differ++;
+                    }
+                }
+            }
+            double lossRel = Math.abs(got.report().loss() - want.report().loss()) / want.report().loss();
+            if (differ > MAX_CODE_MISMATCH * rows * n || !(lossRel <= MAX_LOSS_REL)) {
+                return String.format(java.util.Locale.ROOT, "%d of %d codes differ from the CPU solver's, loss off by %.3g"
+                        + " relative (allowed: %.0e of the codes, %.0e)", differ, rows * n, lossRel, MAX_CODE_MISMATCH, MAX_LOSS_REL);
+            }
+            return "";
         }
 
         private static Availability availability(Provider p) {
