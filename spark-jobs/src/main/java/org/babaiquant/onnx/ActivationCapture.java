@@ -184,6 +184,11 @@ public final class ActivationCapture {
     /** The model's bytes with every site's tensor added as a graph output. */
     private static byte[] withSiteOutputs(java.nio.file.Path onnx, List<Site> sites) {
         try {
+            long size = Files.size(onnx);
+            if (size > Integer.MAX_VALUE - (1 << 20)) {
+                throw new BadInputException(onnx + " is " + size + " bytes: capture hands the model to ONNX Runtime as one"
+                        + " byte array (at most 2 GiB); models stored with external data are not supported yet");
+            }
             byte[] base = Files.readAllBytes(onnx);
             byte[] extra = OnnxModel.extraOutputs(sites.stream().map(Site::tensor).toList());
             byte[] bytes = Arrays.copyOf(base, base.length + extra.length);
