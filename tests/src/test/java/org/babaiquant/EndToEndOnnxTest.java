@@ -123,7 +123,7 @@ class EndToEndOnnxTest {
      * one Parquet row per run; a rerun reuses the capture, Hessians and layers and prints the same table.
      */
     @Test
-    void demoRunsThePipelineAndRerunsToTheSameTable(@TempDir Path tmp) {
+    void demoRunsThePipelineAndRerunsToTheSameTable(@TempDir Path tmp) throws IOException {
         String[] args = {"demo", "--work", tmp.resolve("w").toString(), "--calib-paragraphs", "32", "--rows-per-seq", "64",
                 "--eval-paragraphs", "16", "--bits", "4", "--methods", "rtn,gptq,hptq"};
         QuantizeLayerCliTest.Run first = QuantizeLayerCliTest.run(args);
@@ -149,6 +149,15 @@ class EndToEndOnnxTest {
             assertArrayEquals(java.util.Arrays.copyOf(rows.get(m), 5), java.util.Arrays.copyOf(rerun.get(m), 5), 0.0, m);
         }
         assertEquals(6, EvaluationReport.read(CONF, tmp.resolve("w/evaluation").toString()).size());
+        // the Zeppelin note's evaluation paragraph reads that table
+        List<String[]> note = PipelineTest.zeppelinSql("evaluation", tmp.resolve("w/evaluation").toString());
+        assertEquals(1, note.size());
+        List<org.apache.spark.sql.Row> fidelity = SPARK.sql(note.get(0)[1]).collectAsList();
+        assertEquals(6, fidelity.size(), note.get(0)[0]);
+        for (org.apache.spark.sql.Row r : fidelity) {
+            double cos = r.getDouble(r.fieldIndex("mean_cosine"));
+            assertTrue(cos > 0.9 && cos <= 1.0, r.toString());
+        }
 
         QuantizeLayerCliTest.Run bad = QuantizeLayerCliTest.run("demo", "--work", tmp.resolve("x").toString(), "--methods", "gptq,awq");
         assertEquals(2, bad.status(), bad.err());

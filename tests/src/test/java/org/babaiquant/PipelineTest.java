@@ -111,20 +111,39 @@ class PipelineTest {
         assertEquals(2, method.status(), method.err());
     }
 
-    /** The note's SQL paragraphs, with the note form $${out=...} set to a quantize output. */
+    /** The note's SQL paragraphs that read the quantize output, with the note form $${out=...} set to it. */
     static List<String[]> zeppelinSql(String out) throws IOException {
+        return zeppelinSql("out", out);
+    }
+
+    /**
+     * The note's SQL paragraphs that use the note form {@code form} (and no other), with $${form=...} set to
+     * {@code value}; each as {title, query}. Every SQL paragraph must carry chart settings.
+     */
+    static List<String[]> zeppelinSql(String form, String value) throws IOException {
         String note = Files.readString(RealData.repoRoot().resolve("notebooks/babai-quant-analysis.zpln"));
         @SuppressWarnings("unchecked")
         java.util.Map<String, Object> json = new com.fasterxml.jackson.databind.ObjectMapper().readValue(note, java.util.Map.class);
         List<String[]> sql = new ArrayList<>();
+        java.util.regex.Pattern anyForm = java.util.regex.Pattern.compile("\\$\\$\\{([a-z]+)=[^}]*}");
         for (Object p : (List<?>) json.get("paragraphs")) {
             java.util.Map<?, ?> para = (java.util.Map<?, ?>) p;
             String text = String.valueOf(para.get("text"));
             if (text.startsWith("%spark.sql")) {
-                String q = text.substring("%spark.sql".length()).trim().replaceAll("\\$\\$\\{out=[^}]*}", Matcher.quoteReplacement(out));
-                sql.add(new String[] {String.valueOf(para.get("title")), q});
                 java.util.Map<?, ?> results = (java.util.Map<?, ?>) ((java.util.Map<?, ?>) para.get("config")).get("results");
                 assertFalse(results.isEmpty(), "paragraph " + para.get("title") + " has chart settings");
+                Matcher forms = anyForm.matcher(text);
+                boolean mine = false;
+                boolean other = false;
+                while (forms.find()) {
+                    mine |= forms.group(1).equals(form);
+                    other |= !forms.group(1).equals(form);
+                }
+                if (mine && !other) {
+                    String q = text.substring("%spark.sql".length()).trim()
+                            .replaceAll("\\$\\$\\{" + form + "=[^}]*}", Matcher.quoteReplacement(value));
+                    sql.add(new String[] {String.valueOf(para.get("title")), q});
+                }
             }
         }
         return sql;
