@@ -11,7 +11,8 @@
 #   gpu-native/scripts/gpu-check.sh local [ARGS]   here, after `mvn package`: the same main class with the local java;
 #                                                  without a GPU it prints "CUDA unavailable: <reason>" and exits 3
 #
-# ARGS go to GpuCheck: --skip-bench, --seed S, --device N. Logs go to $OUT (default ./gpu-check-out):
+# ARGS go to GpuCheck: --skip-bench, --seed S, --device N, --budget SECONDS (default 420: benchmarks that would not
+# finish before it are skipped, so the run ends before the 450 s timeout). Logs go to $OUT (default ./gpu-check-out):
 # gpu-check.log, gpu-check-table.txt, gpu-check.stdout, nvidia-smi.txt, torch-baseline.txt.
 # Exit status: GpuCheck's (0 parity passed, 1 parity failed, 2 usage, 3 CUDA unavailable, 4 error), 124 timeout.
 set -uo pipefail

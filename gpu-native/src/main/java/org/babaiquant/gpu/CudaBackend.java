@@ -37,13 +37,23 @@ public final class CudaBackend implements QuantBackend {
         this.device = device;
     }
 
-    /** The backend on a device ordinal / Spark GPU address (null: default). Requires {@link CudaProbe} available. */
+    /** One backend per device, so that its synchronized methods really make the tasks sharing a GPU take turns. */
+    private static final java.util.Map<CudaDevice, CudaBackend> OPEN = new java.util.HashMap<>();
+
+    /**
+     * The backend on a device ordinal / Spark GPU address (null: default), the same instance for every caller of one
+     * device (Spark tasks on different threads then serialise on it instead of interleaving their device memory and
+     * launches). Requires {@link CudaProbe} available.
+     */
     public static CudaBackend open(String deviceAddress) {
         Availability a = CudaProbe.availability();
         if (!a.available()) {
             throw new QuantBackend.UnavailableException("backend cuda is unavailable: " + a.reason(), null);
         }
-        return new CudaBackend(CudaDevice.open(deviceAddress, CudaProbe.image()));
+        CudaDevice d = CudaDevice.open(deviceAddress, CudaProbe.image());
+        synchronized (OPEN) {
+            return OPEN.computeIfAbsent(d, CudaBackend::new);
+        }
     }
 
     @Override

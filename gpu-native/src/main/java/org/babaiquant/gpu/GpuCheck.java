@@ -32,8 +32,11 @@ import java.util.stream.IntStream;
  * {@code OUT/gpu-check.log}; the table to {@code OUT/gpu-check-table.txt}.
  *
  * <pre>
- *   GpuCheck [--out DIR] [--data DIR] [--device N] [--skip-bench] [--seed S]
+ *   GpuCheck [--out DIR] [--data DIR] [--device N] [--skip-bench] [--seed S] [--budget SECONDS]
  * </pre>
+ * {@code --budget} (default {@value #DEFAULT_BUDGET_SECONDS} s, counted from the start of GpuCheck) caps the run: a
+ * benchmark that would start after {@code budget − its allowance} is skipped with a table row saying so, so that the
+ * run ends with its table and exit status before gpu-check.sh's {@code timeout} would kill it.
  * Exit status: 0 every parity case passed, 1 a parity case failed, 2 usage, 3 CUDA unavailable (the reason printed
  * as {@code CUDA unavailable: ...}), 4 an error stopped the run.
  */
@@ -46,6 +49,10 @@ public final class GpuCheck {
 
     /** Memory bandwidth measured on the H100 host (device-to-device copy, read + write): the GEMV floor. */
     static final double H100_BYTES_PER_SECOND = 2.96e12;
+    /** Default wall-clock budget of the whole check (gpu-check.sh kills the JVM at 450 s). */
+    static final int DEFAULT_BUDGET_SECONDS = 420;
+    /** When this class was loaded: the start of the budget (the JVM itself starts well under a second earlier). */
+    private static final long STARTED = System.nanoTime();
 
     private final PrintStream out;
     private final Path outDir;
@@ -53,12 +60,15 @@ public final class GpuCheck {
     private final SplittableRandom rnd;
     private final List<String[]> table = new ArrayList<>();
     private int failures;
+    /** System.nanoTime() after which no benchmark starts (each needs its own allowance before it). */
+    private final long deadline;
 
-    private GpuCheck(PrintStream out, Path outDir, Path data, long seed) {
+    private GpuCheck(PrintStream out, Path outDir, Path data, long seed, long deadline) {
         this.out = out;
         this.outDir = outDir;
         this.data = data;
         this.rnd = new SplittableRandom(seed);
+        this.deadline = deadline;
     }
 
     public static void main(String[] args) {
@@ -72,6 +82,7 @@ public final class GpuCheck {
         String device = null;
         boolean bench = true;
         long seed = System.nanoTime();
+        double budget = DEFAULT_BUDGET_SECONDS;
         try {
             for (int i = 0; i < args.length; i++) {
                 switch (args[i]) {
@@ -80,12 +91,13 @@ public final class GpuCheck {
                     case "--device" -> device = args[++i];
                     case "--skip-bench" -> bench = false;
                     case "--seed" -> seed = Long.parseLong(args[++i]);
+                    case "--budget" -> budget = Double.parseDouble(args[++i]);
                     default -> throw new IllegalArgumentException("unknown argument " + args[i]);
                 }
             }
         } catch (RuntimeException e) {
-            console.println("usage: GpuCheck [--out DIR] [--data DIR] [--device N] [--skip-bench] [--seed S]: "
-                    + e.getMessage());
+            console.println("usage: GpuCheck [--out DIR] [--data DIR] [--device N] [--skip-bench] [--seed S]"
+                    + " [--budget SECONDS]: " + e.getMessage());
             return EXIT_USAGE;
         }
         QuantBackend.Availability a = CudaProbe.availability();
@@ -97,7 +109,7 @@ public final class GpuCheck {
             Files.createDirectories(outDir);
             try (OutputStream log = Files.newOutputStream(outDir.resolve("gpu-check.log"));
                  PrintStream tee = new PrintStream(new Tee(console, log), true, StandardCharsets.UTF_8)) {
-                GpuCheck check = new GpuCheck(tee, outDir, data, seed);
+                GpuCheck check = new GpuCheck(tee, outDir, data, seed, STARTED + (long) (budget * 1e9));
                 tee.println("gpu-check: seed " + seed + ", " + a.reason());
                 CudaBackend cuda = CudaBackend.open(device);
                 tee.println("device: " + cuda.description());
@@ -166,14 +178,15 @@ public final class GpuCheck {
         }
 
         // solver: random layers in every order, clip and no-clip, per-row and g128 grids
-        double[][] wr = gaussian(256, 640, 0.02);
-        double[][] hr = gramOfCorrelated(2048, 640);
+        // odd sizes on purpose: partial 64-row tiles of both kernels, a partial last strip, block and group
+        double[][] wr = gaussian(251, 633, 0.02);
+        double[][] hr = gramOfCorrelated(2048, 633);
         for (ColumnOrder order : ColumnOrder.values()) {
             for (boolean clip : new boolean[] {true, false}) {
                 for (int g : new int[] {-1, 128}) {
                     GptqSolver.Options opt = GptqSolver.Options.defaults().withOrder(order).withClip(clip)
                             .withGrid(new QuantGrid.Spec(4, g, false, false));
-                    solverCase("solver random 256x640 " + order + (clip ? "" : " no-clip") + " g" + g, cuda, wr, hr,
+                    solverCase("solver random 251x633 " + order + (clip ? "" : " no-clip") + " g" + g, cuda, wr, hr,
                             opt);
                 }
             }
@@ -200,6 +213,17 @@ public final class GpuCheck {
                         () -> cuda.gptqLinear(p), xs, batch, Parity.absScale(p, xs, batch));
             }
         }
+        // several 1024-input slices, groups straddling slices, a partial last group, v1 zeros (stored as zero − 1);
+        // one group per row (per channel)
+        PackedGptq v2 = randomPacked(4, 96, 2600, 304);
+        PackedGptq odd = new PackedGptq(4, 96, 2600, 304, v2.qweight(), v2.qzeros(), v2.scales(), true);
+        float[] xo = gaussianFloats(3 * odd.in());
+        gemvCase("gemv gptq 4-bit g96 v1-zeros 304x2600 batch 3", () -> cpu.gptqLinear(odd), () -> cuda.gptqLinear(odd), xo, 3,
+                Parity.absScale(odd, xo, 3));
+        PackedGptq channel = randomPacked(2, 2592, 2592, 320);
+        float[] xc = gaussianFloats(8 * channel.in());
+        gemvCase("gemv gptq 2-bit per-channel 320x2592 batch 8", () -> cpu.gptqLinear(channel),
+                () -> cuda.gptqLinear(channel), xc, 8, Parity.absScale(channel, xc, 8));
         double[][] wq = Npy.readMatrix(data.resolve("weights/layer0_ffn_up.weight.npy"));
         double[][] hq = new HessianAccumulator(wq[0].length)
                 .add(Npy.readMatrixF32(data.resolve("activations/layer0_ffn_up_in.calib.npy"))).hessian();
@@ -266,10 +290,22 @@ public final class GpuCheck {
 
     private void bench(CudaBackend cuda) {
         // cheapest first: a run cut short by its time limit still reports the most
-        attempt("bench GEMV", () -> benchGemv(cuda));
-        attempt("bench Hessian", () -> benchHessian(cuda));
-        attempt("bench solver 4096x4096", () -> benchSolver4096(cuda));
-        attempt("bench sweep 8192x28672", () -> benchSweep8192x28672(cuda));
+        // each with the time it needs, generously (host-side inputs and CPU references included), before the deadline
+        benchWithin("bench GEMV", 60, () -> benchGemv(cuda));
+        benchWithin("bench Hessian", 30, () -> benchHessian(cuda));
+        benchWithin("bench solver 4096x4096", 120, () -> benchSolver4096(cuda));
+        benchWithin("bench sweep 8192x28672", 90, () -> benchSweep8192x28672(cuda));
+    }
+
+    /** Runs one benchmark if {@code seconds} remain before the deadline, else records it as skipped. */
+    private void benchWithin(String what, int seconds, Step step) {
+        double left = (deadline - System.nanoTime()) / 1e9;
+        if (left < seconds) {
+            row(what, String.format(Locale.ROOT, "skipped: %.0f s left of the budget, it is allowed %d s", left,
+                    seconds), "", "");
+            return;
+        }
+        attempt(what, step);
     }
 
     /** End to end through the backend, H from random correlated activations accumulated on the GPU. */
@@ -500,7 +536,7 @@ public final class GpuCheck {
 
     /** Random codes, zero points and fp16 scales in the checkpoint layout (v2 zeros). */
     private PackedGptq randomPacked(int bits, int groupSize, int in, int out) {
-        int groups = in / groupSize;
+        int groups = (in + groupSize - 1) / groupSize;
         int[] qweight = new int[in * bits / 32 * out];
         for (int i = 0; i < qweight.length; i++) {
             qweight[i] = rnd.nextInt();

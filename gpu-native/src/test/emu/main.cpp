@@ -1,0 +1,181 @@
+// Host emulation of src/main/cuda/*.cu (see run.sh): each kernel against a host reference; exit status 1 on a mismatch.
+#include "shim.h"
+#include "k_hessian.h"
+#include "k_solver.h"
+#include "k_gemv.h"
+#include <cstdio>
+#include <random>
+static std::mt19937_64 rng(12345);
+static double gauss() { static std::normal_distribution<double> d; return d(rng); }
+static int failures = 0;
+#define CHECK(c, ...) do { if (!(c)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+
+// ---------------- Hessian ----------------
+static void testHessian(int tokens, int n) {
+    std::vector<float> x((size_t)tokens * n);
+    for (auto &v : x) v = (float)gauss();
+    std::vector<double> h((size_t)n * n, 0.0);
+    int tiles = (n + 127) / 128;
+    // two launches, like two add() calls
+    int t1 = tokens / 3;
+    launch({(unsigned)tiles, (unsigned)tiles}, {256}, [&] { hessian_syrk_f32(x.data(), t1, n, h.data()); });
+    launch({(unsigned)tiles, (unsigned)tiles}, {256}, [&] { hessian_syrk_f32(x.data() + (size_t)t1 * n, tokens - t1, n, h.data()); });
+    std::vector<double> ref((size_t)n * n, 0.0);
+    for (int t = 0; t < tokens; t++) for (int i = 0; i < n; i++) for (int j = i; j < n; j++)
+        ref[(size_t)i * n + j] += (double)x[(size_t)t * n + i] * x[(size_t)t * n + j];
+    double worst = 0; long lowerTouched = 0;
+    for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) {
+        if (j < i) { if (h[(size_t)i * n + j] != 0) lowerTouched++; continue; }
+        double s = sqrt(ref[(size_t)i * n + i] * ref[(size_t)j * n + j]);
+        worst = std::max(worst, fabs(h[(size_t)i * n + j] - ref[(size_t)i * n + j]) / s);
+    }
+    printf("hessian f32 %dx%d: worst %.2e, lower touched %ld\n", tokens, n, worst, lowerTouched);
+    CHECK(worst <= 1e-6 && lowerTouched == 0, "hessian f32");
+    // f16 path: inputs as halves
+    std::vector<__half> xh(x.size());
+    std::vector<float> xf(x.size());
+    for (size_t i = 0; i < x.size(); i++) { uint16_t b = (uint16_t)(rng() & 0x3FFF); if (rng() & 1) b |= 0x8000; xh[i].x = b; xf[i] = half_bits_to_float(b); }
+    std::fill(h.begin(), h.end(), 0.0); std::fill(ref.begin(), ref.end(), 0.0);
+    launch({(unsigned)tiles, (unsigned)tiles}, {256}, [&] { hessian_syrk_f16(xh.data(), tokens, n, h.data()); });
+    for (int t = 0; t < tokens; t++) for (int i = 0; i < n; i++) for (int j = i; j < n; j++)
+        ref[(size_t)i * n + j] += (double)xf[(size_t)t * n + i] * xf[(size_t)t * n + j];
+    worst = 0;
+    for (int i = 0; i < n; i++) for (int j = i; j < n; j++) {
+        double s = sqrt(ref[(size_t)i * n + i] * ref[(size_t)j * n + j]);
+        worst = std::max(worst, fabs(h[(size_t)i * n + j] - ref[(size_t)i * n + j]) / s);
+    }
+    printf("hessian f16 %dx%d: worst %.2e\n", tokens, n, worst);
+    CHECK(worst <= 1e-6, "hessian f16");
+}
+
+// ---------------- solver: HostSweep port vs emulated kernels ----------------
+struct Host {
+    int n, bs, m, groups, maxq; bool clip;
+    std::vector<double> u, w, scale, zero, e, loss, bound; std::vector<int> groupOf, codes, clipped;
+    void strip(int i1, int c1, int width) {
+        for (int r = 0; r < m; r++) {
+            long row = (long)r * n; double x[32];
+            for (int j = 0; j < width; j++) x[j] = w[row + c1 + j];
+            for (int i = 0; i < width; i++) {
+                int g = groupOf[c1 + i];
+                double s = scale[r * groups + g], z = zero[r * groups + g], d = u[(long)(c1 + i) * n + c1 + i];
+                double c = std::rint(x[i] / s) + z;
+                if (clip && (c < 0 || c > maxq)) { c = std::min(std::max(c, 0.0), (double)maxq); clipped[r]++; }
+                double q = s * (c - z);
+                double err = (x[i] - q) / d;
+                loss[r] += err * err;
+                bound[r] += 0.25 * s * s / (d * d);
+                w[row + c1 + i] = q; codes[row + c1 + i] = (int)c; e[r * bs + c1 - i1 + i] = err;
+                for (int j = i + 1; j < width; j++) x[j] -= err * u[(long)(c1 + i) * n + c1 + j];
+            }
+        }
+    }
+    void update(int i1, int c1, int k, int j0, int j1) {
+        int a0 = c1 - i1;
+        for (int r = 0; r < m; r++) for (int j = j0; j < j1; j++) {
+            double acc = 0;
+            for (int t = 0; t < k; t++) acc = std::fma(e[r * bs + a0 + t], u[(long)(c1 + t) * n + j], acc);
+            w[(long)r * n + j] -= acc;
+        }
+    }
+};
+struct Dev : Host {
+    void strip(int i1, int c1, int width) {
+        launch({(unsigned)((m + 63) / 64)}, {64}, [&] {
+            gptq_strip(w.data(), codes.data(), n, e.data(), bs, u.data(), n, scale.data(), zero.data(), groups,
+                       groupOf.data(), m, i1, c1, width, clip ? 1 : 0, maxq, loss.data(), bound.data(), clipped.data());
+        });
+    }
+    void update(int i1, int c1, int k, int j0, int j1) {
+        int nc = j1 - j0;
+        launch({(unsigned)((nc + 63) / 64), (unsigned)((m + 63) / 64)}, {256}, [&] {
+            dgemm_sub(m, nc, k, e.data() + (c1 - i1), bs, u.data() + (long)c1 * n + j0, n, w.data() + j0, n);
+        });
+    }
+};
+template <class K> static void run(K &k) {
+    int n = k.n, bs = k.bs;
+    for (int i1 = 0; i1 < n; i1 += bs) {
+        int i2 = std::min(n, i1 + bs);
+        for (int c1 = i1; c1 < i2; c1 += 32) {
+            int c2 = std::min(i2, c1 + 32);
+            k.strip(i1, c1, c2 - c1);
+            if (c2 < i2) k.update(i1, c1, c2 - c1, c2, i2);
+        }
+        if (i2 < n) k.update(i1, i1, i2 - i1, i2, n);
+    }
+}
+static void testSolver(int m, int n, int bs, int gs, bool clip) {
+    Host h; h.n = n; h.bs = bs; h.m = m; h.groups = (n + gs - 1) / gs; h.maxq = 15; h.clip = clip;
+    h.u.assign((size_t)n * n, 0.0);
+    for (int i = 0; i < n; i++) { h.u[(size_t)i * n + i] = 0.5 + 0.5 * fabs(gauss()); for (int j = i + 1; j < n; j++) h.u[(size_t)i * n + j] = 0.1 * gauss(); }
+    h.w.resize((size_t)m * n); for (auto &v : h.w) v = 0.02 * gauss();
+    h.groupOf.resize(n); std::vector<int> perm(n); for (int i = 0; i < n; i++) perm[i] = i; std::shuffle(perm.begin(), perm.end(), rng);
+    for (int i = 0; i < n; i++) h.groupOf[i] = perm[i] / gs;
+    h.scale.resize((size_t)m * h.groups); h.zero.resize(h.scale.size());
+    for (size_t i = 0; i < h.scale.size(); i++) { h.scale[i] = 0.004 * (1 + fabs(gauss())); h.zero[i] = 7 + (int)(rng() % 3); }
+    h.e.assign((size_t)m * bs, 0.0); h.loss.assign(m, 0.0); h.bound.assign(m, 0.0); h.codes.assign((size_t)m * n, 0); h.clipped.assign(m, 0);
+    Dev d; static_cast<Host &>(d) = h;
+    run(h); run(d);
+    long dw = 0, dc = 0, dl = 0;
+    for (size_t i = 0; i < h.w.size(); i++) { if (memcmp(&h.w[i], &d.w[i], 8)) dw++; if (h.codes[i] != d.codes[i]) dc++; }
+    for (int r = 0; r < m; r++) if (h.loss[r] != d.loss[r] || h.bound[r] != d.bound[r] || h.clipped[r] != d.clipped[r]) dl++;
+    long clippedTotal = 0; for (int c : h.clipped) clippedTotal += c;
+    printf("solver m=%d n=%d bs=%d gs=%d clip=%d: W differ %ld, codes differ %ld, row stats differ %ld (clipped %ld)\n", m, n, bs, gs, clip, dw, dc, dl, clippedTotal);
+    CHECK(dw == 0 && dc == 0 && dl == 0, "solver");
+}
+
+// ---------------- GEMV ----------------
+static void testGemv(int bits, int in, int out, int gs, int batch, bool outliers) {
+    int per = 32 / bits, groups = (in + gs - 1) / gs; unsigned mask = (1u << bits) - 1;
+    std::vector<unsigned> qw((size_t)in / per * out); for (auto &v : qw) v = (unsigned)rng();
+    std::vector<__half> sc((size_t)groups * out); std::vector<unsigned char> zp((size_t)groups * out);
+    for (size_t i = 0; i < sc.size(); i++) { sc[i].x = (uint16_t)(0x1000 + (rng() % 0x0C00)); zp[i] = (unsigned char)(rng() & mask); }
+    std::vector<float> x((size_t)batch * in); for (auto &v : x) v = (float)gauss();
+    std::vector<int> rp(out + 1, 0), col, off;
+    if (outliers) for (int o = 0; o < out; o++) { for (int j = 0; j < in; j++) if (rng() % 100 == 0) { col.push_back(j); off.push_back((int)(rng() % 40) - 20); } rp[o + 1] = (int)col.size(); }
+    const int SPLIT = 1024; int slices = (in + SPLIT - 1) / SPLIT;
+    std::vector<float> partial((size_t)slices * 8 * out, NAN), y((size_t)batch * out, NAN);
+    size_t shared = 4 * (8 * SPLIT + batch * (SPLIT / gs + 2));
+    if (shared > sizeof(g_dyn_smem)) { printf("shared too big\n"); exit(1); }
+    auto body = [&] {
+        if (bits == 2) gemv_dense_b2(qw.data(), sc.data(), zp.data(), x.data(), partial.data(), in, out, gs, batch, SPLIT);
+        if (bits == 4) gemv_dense_b4(qw.data(), sc.data(), zp.data(), x.data(), partial.data(), in, out, gs, batch, SPLIT);
+        if (bits == 8) gemv_dense_b8(qw.data(), sc.data(), zp.data(), x.data(), partial.data(), in, out, gs, batch, SPLIT);
+    };
+    launch({(unsigned)((out + 255) / 256), (unsigned)slices}, {256}, body);
+    launch({(unsigned)((out + 255) / 256)}, {256}, [&] {
+        gemv_finish(partial.data(), slices, batch, out, y.data(), outliers ? rp.data() : nullptr, col.data(), off.data(), sc.data(), gs, x.data(), in);
+    });
+    double worst = 0;
+    for (int b = 0; b < batch; b++) for (int o = 0; o < out; o++) {
+        double s = 0, a = 0;
+        for (int i = 0; i < in; i++) {
+            int g = i / gs; unsigned q = (qw[(size_t)(i / per) * out + o] >> ((i % per) * bits)) & mask;
+            double wv = (double)__half2float(sc[(size_t)g * out + o]) * ((int)q - (int)zp[(size_t)g * out + o]);
+            s += x[(size_t)b * in + i] * wv; a += fabs(x[(size_t)b * in + i] * wv);
+        }
+        if (outliers) for (int k = rp[o]; k < rp[o + 1]; k++) { int j = col[k]; double wv = (double)__half2float(sc[(size_t)(j / gs) * out + o]) * off[k]; s += x[(size_t)b * in + j] * wv; a += fabs(x[(size_t)b * in + j] * wv); }
+        double d = fabs(s - y[(size_t)b * out + o]) / a;
+        if (!(d <= worst)) worst = d;  // NaN-propagating
+    }
+    printf("gemv %d-bit in=%d out=%d gs=%d batch=%d outliers=%d: worst %.2e\n", bits, in, out, gs, batch, outliers, worst);
+    CHECK(worst <= 1e-5, "gemv");
+}
+
+int main() {
+    setvbuf(stdout, nullptr, _IONBF, 0);
+    testHessian(37, 300);
+    testHessian(16, 128);
+    testSolver(70, 200, 70, 32, true);
+    testSolver(65, 130, 128, 16, false);
+    testSolver(3, 64, 32, 64, true);
+    testGemv(4, 2600, 300, 96, 3, false);
+    testGemv(4, 1024, 257, 128, 1, true);
+    testGemv(2, 2592, 260, 160, 8, true);
+    testGemv(8, 3000, 100, 100, 2, false);
+    testGemv(4, 2048, 100, 2048, 5, false);
+    testGemv(8, 1028, 64, 4, 8, true);
+    printf(failures ? "FAILURES %d\n" : "all ok\n", failures);
+    return failures != 0;
+}
