@@ -51,8 +51,9 @@ public final class BundledMiniLm {
     private static Path extract(String resource) {
         URL url = BundledMiniLm.class.getClassLoader().getResource(resource);
         if (url == null) {
-            throw new IllegalStateException(resource + " is not on the classpath: the Maven artifact " + ARTIFACT
-                    + " should be (it is a dependency of babai-quant-spark-jobs); rebuild with mvn -DskipTests package");
+            throw new org.babaiquant.BadInputException(resource + " is not on the classpath (the Maven artifact " + ARTIFACT
+                    + " is a dependency of bin/babai-quant's classpath, but the spark-submit app jar leaves the 90 MB model"
+                    + " out): pass --onnx and --tokenizer, or add that artifact's jar with spark-submit --jars");
         }
         Path dir = cacheDir();
         Path file = dir.resolve(resource);
