@@ -24,6 +24,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class PipelineTest {
     private static final SparkSession SPARK = SparkTestSession.get();
+    private static final org.apache.hadoop.conf.Configuration CONF = new org.apache.hadoop.conf.Configuration();
 
     /** One local end-to-end run per test JVM, shared with S3PipelineTest (which byte-compares against it). */
     static final class LocalRun {
@@ -95,6 +96,39 @@ class PipelineTest {
                 "--set", "import.ifExists=fail");
         assertEquals(2, fail.status());
         assertTrue(fail.err().contains("already exists and import.ifExists is fail"), fail.err());
+    }
+
+    /**
+     * conf/pipeline-onnx.yaml, made small: capture on Spark → Hessians → quantize the six layer-0 linears of the
+     * bundled MiniLM → report; a rerun skips the capture by its fingerprint, and changed inputs are refused under
+     * ifExists: skip.
+     */
+    @Test
+    void onnxPipelineCapturesQuantizesAndSkipsAnUnchangedCapture(@TempDir Path tmp) {
+        Path cfg = RealData.repoRoot().resolve("conf/pipeline-onnx.yaml");
+        String brown = RealData.repoRoot().resolve("data/text/brown.calib.txt").toString();
+        String[] args = {"pipeline", "--config", cfg.toString(), "--set", "work=" + tmp, "--set", "capture.text=[" + brown + "]",
+                "--set", "capture.samples=12", "--set", "capture.rowsPerSeq=32", "--set", "quantize.layers=/encoder/layer\\.0/.*"};
+        QuantizeLayerCliTest.Run first = QuantizeLayerCliTest.run(args);
+        assertEquals(0, first.status(), first.err() + first.out());
+        assertTrue(first.out().contains("== capture done") && first.out().contains("== report done"), first.out());
+        assertEquals(24, org.babaiquant.spark.ActivationLayout.sites(CONF, tmp.resolve("activations").toString()).size());
+        List<org.apache.parquet.example.data.Group> reports = new ArrayList<>();
+        org.babaiquant.spark.QuantizedLayout.readDir(CONF, org.babaiquant.spark.QuantizedLayout.dir(tmp.resolve("quantized").toString(),
+                "reports", "/encoder/layer.0/attention/self/query/MatMul"), reports::add);
+        assertEquals(1, reports.size());
+        assertEquals(4, reports.get(0).getInteger("bits", 0));
+
+        QuantizeLayerCliTest.Run again = QuantizeLayerCliTest.run(args);
+        assertEquals(0, again.status(), again.err());
+        assertTrue(again.out().contains("is up to date"), again.out());
+
+        String[] changed = java.util.Arrays.copyOf(args, args.length + 2);
+        changed[args.length] = "--set";
+        changed[args.length + 1] = "capture.samples=13";
+        QuantizeLayerCliTest.Run refused = QuantizeLayerCliTest.run(changed);
+        assertEquals(2, refused.status(), refused.out());
+        assertTrue(refused.err().contains("already holds activations with different inputs"), refused.err());
     }
 
     @Test

@@ -1,7 +1,6 @@
 package org.babaiquant.cli;
 
 import org.apache.hadoop.conf.Configuration;
-import org.apache.hadoop.fs.FileSystem;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.Method;
@@ -37,8 +36,8 @@ import java.util.function.Supplier;
  * layer), each result is written back into an ONNX model and compared with the original on held-out Jane Austen
  * paragraphs: one table, one Parquet row per run.
  *
- * <p>Everything lands under {@code --work}; a rerun reuses what is there (the capture when its parameters match, the
- * Hessians and quantized layers by fingerprint), so it only redoes the evaluation.
+ * <p>Everything lands under {@code --work}; a rerun reuses what is there (capture, Hessians and quantized layers by
+ * fingerprint), so it only redoes the evaluation.
  */
 @Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"The main job on the embedded default: capture all-MiniLM-L6-v2's linear inputs on bundled Brown-corpus text,",
@@ -119,7 +118,7 @@ public final class DemoCommand implements Callable<Integer> {
         String act = root.resolve("activations").toString();
         ActivationCapture.Config capture = new ActivationCapture.Config(onnx, tokenizer, List.of(text.resolve("brown.calib.txt")), act,
                 calibParagraphs, MAX_LEN, 1234, rowsPerSeq, true);
-        stage("capture", () -> captureOnce(spark, capture, parallelism));
+        stage("capture", () -> ActivationCapture.runIfChanged(spark, capture, parallelism, true, ConsoleProgress::accept));
         String hessians = root.resolve("hessians").toString();
         stage("hessian", () -> HessianJob.run(spark, new HessianJob.Config(act, hessians, List.of(), parallelism, 256, 512, false),
                 ConsoleProgress::live));
@@ -209,32 +208,6 @@ public final class DemoCommand implements Callable<Integer> {
     private static QuantizeJob.Config lattice(String model, String hessians, String out, Method method, int b, ColumnOrder order) {
         return new QuantizeJob.Config(model, hessians, out, method, b, GROUP_SIZE, false, false, order, true, 0.01, 128, null,
                 List.of(), null, null, 0, "auto", 0, false);
-    }
-
-    /** The capture, unless the folder holds one made with the same parameters (a marker written after it); true if run. */
-    private static boolean captureOnce(SparkSession spark, ActivationCapture.Config cfg, int shards) {
-        String params = String.format(Locale.ROOT, "onnx=%s samples=%d max_len=%d seed=%d rows_per_seq=%d text=%s%n",
-                cfg.onnx().getFileName(), cfg.samples(), cfg.maxLen(), cfg.seed(), cfg.rowsPerSeq(), cfg.text());
-        org.apache.hadoop.fs.Path marker = new org.apache.hadoop.fs.Path(cfg.out(), "_demo-capture.txt");
-        try {
-            FileSystem fs = marker.getFileSystem(spark.sparkContext().hadoopConfiguration());
-            if (fs.exists(marker)) {
-                try (var in = fs.open(marker)) {
-                    if (new String(in.readAllBytes(), StandardCharsets.UTF_8).equals(params)) {
-                        ConsoleProgress.line("[capture] reusing " + cfg.out() + " (same parameters)");
-                        return false;
-                    }
-                }
-                fs.delete(marker, false);
-            }
-            ActivationCapture.run(spark, cfg, shards, ConsoleProgress::live);
-            try (var o = fs.create(marker, true)) {
-                o.write(params.getBytes(StandardCharsets.UTF_8));
-            }
-            return true;
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + cfg.out() + ": " + e.getMessage(), e);
-        }
     }
 
     /** Runs one stage with a live line while it runs and a permanent line with its wall time after. */

@@ -12,6 +12,8 @@ import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.onnx.ActivationCapture;
+import org.babaiquant.onnx.BundledMiniLm;
 import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.GptqExport;
 import org.babaiquant.spark.HadoopConfs;
@@ -63,7 +65,9 @@ import java.util.regex.Pattern;
 public final class PipelineCommand implements Callable<Integer> {
     /** sysexits.h EX_TEMPFAIL: a temporary failure, the caller (Airflow, a shell loop) should retry. */
     public static final int EXIT_RETRYABLE = 75;
-    static final List<String> ALL_STAGES = List.of("import", "hessian", "quantize", "report", "export");
+    /** {@code model: bundled-minilm}: the all-MiniLM-L6-v2 ONNX file from the Maven artifact. */
+    static final String BUNDLED_MINILM = "bundled-minilm";
+    static final List<String> ALL_STAGES = List.of("capture", "import", "hessian", "quantize", "report", "export");
 
     @Option(names = "--config", required = true, paramLabel = "FILE", description = "pipeline YAML (see conf/pipeline.yaml)")
     java.nio.file.Path config;
@@ -100,12 +104,13 @@ public final class PipelineCommand implements Callable<Integer> {
                 stage = s;
                 long t0 = System.nanoTime();
                 System.out.println("== " + s + " ==");
-                if ((s.equals("hessian") || s.equals("quantize")) && spark == null) {
+                if ((s.equals("capture") || s.equals("hessian") || s.equals("quantize")) && spark == null) {
                     spark = SparkSupport.session(plan.master, "babai-quant pipeline");
                     HadoopConfs.applyTo(spark, plan.hadoopConf);
                     conf = HadoopConfs.fromEnvironmentAndSpark(plan.hadoopConf);
                 }
                 switch (s) {
+                    case "capture" -> runCapture(spark, plan);
                     case "import" -> runImport(conf, plan);
                     case "hessian" -> HessianJob.run(spark, plan.hessianConfig(spark.sparkContext().defaultParallelism()), System.out::println);
                     case "quantize" -> runQuantize(spark, conf, plan);
@@ -183,6 +188,19 @@ public final class PipelineCommand implements Callable<Integer> {
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
+    }
+
+    static void runCapture(SparkSession spark, Plan plan) {
+        int shards = plan.capturePartitions > 0 ? plan.capturePartitions : spark.sparkContext().defaultParallelism();
+        try {
+            Path out = new Path(plan.captureOut);
+            if (plan.captureIfExists.equals("fail") && out.getFileSystem(spark.sparkContext().hadoopConfiguration()).exists(out)) {
+                throw new BadInputException(plan.captureOut + " already exists and capture.ifExists is fail");
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + plan.captureOut + ": " + e.getMessage(), e);
+        }
+        ActivationCapture.runIfChanged(spark, plan.captureConfig(), shards, plan.captureIfExists.equals("overwrite"), System.out::println);
     }
 
     static void runImport(Configuration conf, Plan plan) {
@@ -353,6 +371,16 @@ public final class PipelineCommand implements Callable<Integer> {
         String modelUri;
         Map<String, String> modelFromNpy = new LinkedHashMap<>();
         String modelDtype;
+        String captureOut;
+        String captureOnnx;
+        String captureTokenizer;
+        List<String> captureText;
+        int captureSamples;
+        int captureMaxLen;
+        long captureSeed;
+        int captureRowsPerSeq;
+        int capturePartitions;
+        String captureIfExists;
         String importOut;
         int tileRows;
         String ifExists;
@@ -462,7 +490,7 @@ public final class PipelineCommand implements Callable<Integer> {
         }
 
         private void fill(Map<String, Object> root, java.nio.file.Path file, List<String> stagesOverride, String masterOverride) {
-            Section top = new Section(file, "", root, Set.of("work", "stages", "spark", "model", "import", "hessian", "quantize", "report", "export"));
+            Section top = new Section(file, "", root, Set.of("work", "stages", "spark", "model", "capture", "import", "hessian", "quantize", "report", "export"));
             String work = top.str("work", null);
             stages = stagesOverride != null ? stagesOverride : top.strList("stages", ALL_STAGES);
             for (String s : stages) {
@@ -478,7 +506,7 @@ public final class PipelineCommand implements Callable<Integer> {
 
             Object model = root.get("model");
             if (model instanceof String s) {
-                modelUri = s;
+                modelUri = s.equals(BUNDLED_MINILM) ? BundledMiniLm.onnx().toString() : s;
                 modelDtype = "F32";
             } else {
                 Section ms = top.section("model", Set.of("uri", "fromNpy", "dtype"));
@@ -492,6 +520,21 @@ public final class PipelineCommand implements Callable<Integer> {
 
             Section im = top.section("import", Set.of("out", "tileRows", "ifExists", "sites", "safetensors", "eval"));
             importOut = im.str("out", work == null ? null : work + "/activations");
+            Section ca = top.section("capture", Set.of("out", "onnx", "tokenizer", "text", "samples", "maxLen", "seed", "rowsPerSeq",
+                    "partitions", "ifExists"));
+            captureText = ca.strList("text", List.of());
+            captureOut = ca.str("out", importOut);
+            captureOnnx = ca.str("onnx", modelUri != null && modelUri.endsWith(".onnx") ? modelUri : null);
+            captureTokenizer = ca.str("tokenizer", null);
+            captureSamples = ca.integer("samples", 0);
+            captureMaxLen = ca.integer("maxLen", 128);
+            captureSeed = ca.integer("seed", 1234);
+            captureRowsPerSeq = ca.integer("rowsPerSeq", 0);
+            capturePartitions = ca.integer("partitions", 0);
+            captureIfExists = ca.str("ifExists", "skip");
+            if (!List.of("skip", "overwrite", "fail").contains(captureIfExists)) {
+                throw new BadInputException(file + ": capture.ifExists must be skip, overwrite or fail, got " + captureIfExists);
+            }
             tileRows = im.integer("tileRows", 64);
             ifExists = im.str("ifExists", "skip");
             if (!List.of("skip", "overwrite", "fail").contains(ifExists)) {
@@ -527,6 +570,13 @@ public final class PipelineCommand implements Callable<Integer> {
 
             for (String s : stages) {
                 switch (s) {
+                    case "capture" -> {
+                        need(file, "capture.out", captureOut);
+                        if (captureText.isEmpty()) {
+                            throw new BadInputException(file + ": the capture stage needs capture.text (paragraph files)");
+                        }
+                        captureConfig(); // validates files and options
+                    }
                     case "import" -> {
                         need(file, "import.out", importOut);
                         if (importSites.isEmpty() && importSafetensors.isEmpty()) {
@@ -536,7 +586,7 @@ public final class PipelineCommand implements Callable<Integer> {
                         importSources(evalSites, List.of());
                     }
                     case "hessian" -> {
-                        need(file, "import.out", importOut);
+                        need(file, captureText.isEmpty() ? "import.out" : "capture.out", activations());
                         need(file, "hessian.out", hessianOut);
                         hessianConfig(1);
                     }
@@ -595,8 +645,34 @@ public final class PipelineCommand implements Callable<Integer> {
             return bySite;
         }
 
+        /** What the Hessian stage reads: capture.out when the config has a capture section, else import.out. */
+        String activations() {
+            return captureText.isEmpty() ? importOut : captureOut;
+        }
+
+        ActivationCapture.Config captureConfig() {
+            List<java.nio.file.Path> text = new ArrayList<>();
+            for (String t : captureText) {
+                java.nio.file.Path p = java.nio.file.Path.of(t);
+                if (!Files.isRegularFile(p)) {
+                    throw new BadInputException("capture: no such text file: " + p.toAbsolutePath()
+                            + " (relative paths are against the current directory)");
+                }
+                text.add(p);
+            }
+            java.nio.file.Path onnx = captureOnnx == null ? BundledMiniLm.onnx() : java.nio.file.Path.of(captureOnnx);
+            java.nio.file.Path tok = captureTokenizer == null ? BundledMiniLm.tokenizer() : java.nio.file.Path.of(captureTokenizer);
+            for (java.nio.file.Path f : List.of(onnx, tok)) {
+                if (!Files.isRegularFile(f)) {
+                    throw new BadInputException("capture: no such file: " + f.toAbsolutePath() + " (capture reads a local ONNX model and tokenizer)");
+                }
+            }
+            return new ActivationCapture.Config(onnx, tok, text, captureOut, captureSamples, captureMaxLen, captureSeed,
+                    captureRowsPerSeq, false);
+        }
+
         HessianJob.Config hessianConfig(int defaultPartitions) {
-            return new HessianJob.Config(importOut, hessianOut, hessianSites, partitions > 0 ? partitions : defaultPartitions, sliceTiles,
+            return new HessianJob.Config(activations(), hessianOut, hessianSites, partitions > 0 ? partitions : defaultPartitions, sliceTiles,
                     hessianBlockSize, hessianForce);
         }
 
@@ -626,7 +702,9 @@ public final class PipelineCommand implements Callable<Integer> {
                     case "import" -> "import " + (importSites.size() + importSafetensors.size()) + " site source group(s) into " + importOut
                             + (evalOut == null ? "" : " and " + evalSites.size() + " held-out site(s) into " + evalOut)
                             + " (existing sites: " + ifExists + ")";
-                    case "hessian" -> "hessian " + importOut + " → " + hessianOut;
+                    case "capture" -> "capture " + (captureOnnx == null ? "the bundled all-MiniLM-L6-v2" : captureOnnx) + " on "
+                            + captureText + " → " + captureOut + " (existing activations: " + captureIfExists + ")";
+                    case "hessian" -> "hessian " + activations() + " → " + hessianOut;
                     case "quantize" -> "quantize " + modelUri + " with " + quantizeConfig().method().cliName + " → " + quantizeOut;
                     case "report" -> "report " + quantizeOut;
                     case "export" -> "export " + quantizeOut + " → " + exportOut + " (" + exportFormat + ")";

@@ -177,6 +177,77 @@ public final class ActivationCapture {
     /** The paragraphs one executor task captures. */
     private record Shard(int part, long firstTile, List<Sequence> seqs) implements Serializable {}
 
+    /** Where a capture records the fingerprint of its inputs ({@code _} paths are not datasets). */
+    public static Path record(String out) {
+        return new Path(new Path(out), "_capture.sha256");
+    }
+
+    /**
+     * SHA-256 of everything the captured rows depend on: the model's, tokenizer's and text files' bytes, and samples,
+     * max length, seed and rows per paragraph (not the sharding, which does not change the rows).
+     */
+    public static String fingerprint(Config cfg) {
+        try {
+            java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+            md.update(String.format(Locale.ROOT, "babai-capture v1|samples=%d|max_len=%d|seed=%d|rows_per_seq=%d%n", cfg.samples(),
+                    cfg.maxLen(), cfg.seed(), cfg.rowsPerSeq()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            List<java.nio.file.Path> files = new ArrayList<>(List.of(cfg.onnx(), cfg.tokenizer()));
+            files.addAll(cfg.text());
+            byte[] buf = new byte[1 << 20];
+            for (java.nio.file.Path f : files) {
+                md.update((f.getFileName() + "|" + Files.size(f) + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                try (java.io.InputStream in = Files.newInputStream(f)) {
+                    for (int n; (n = in.read(buf)) > 0; ) {
+                        md.update(buf, 0, n);
+                    }
+                }
+            }
+            return java.util.HexFormat.of().formatHex(md.digest());
+        } catch (IOException e) {
+            throw new BadInputException("capture: cannot read " + e.getMessage(), e);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /**
+     * Runs the capture on Spark unless {@code cfg.out()} holds one with the same {@link #fingerprint} (then returns
+     * false). An existing capture with other or unrecorded inputs is replaced when {@code overwrite}, else an error.
+     * The record is written after the sites are in place and removed before they are replaced.
+     */
+    public static boolean runIfChanged(SparkSession spark, Config cfg, int shards, boolean overwrite, Consumer<String> progress) {
+        Configuration conf = spark.sparkContext().hadoopConfiguration();
+        String fp = fingerprint(cfg);
+        Path rec = record(cfg.out());
+        try {
+            FileSystem fs = rec.getFileSystem(conf);
+            String recorded = null;
+            if (fs.exists(rec)) {
+                try (java.io.InputStream in = fs.open(rec)) {
+                    recorded = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8).trim();
+                }
+            }
+            if (fp.equals(recorded)) {
+                progress.accept("capture: " + cfg.out() + " is up to date (inputs fingerprint " + fp.substring(0, 16) + "), skipped");
+                return false;
+            }
+            boolean any = fs.exists(new Path(cfg.out())) && !ActivationLayout.sites(conf, cfg.out()).isEmpty();
+            if (any && !overwrite) {
+                throw new BadInputException(cfg.out() + " already holds activations with " + (recorded == null ? "unrecorded" : "different")
+                        + " inputs: replace them (capture.ifExists: overwrite) or choose another output");
+            }
+            fs.delete(rec, false); // a stale record must never vouch for sites being replaced
+            run(spark, new Config(cfg.onnx(), cfg.tokenizer(), cfg.text(), cfg.out(), cfg.samples(), cfg.maxLen(), cfg.seed(),
+                    cfg.rowsPerSeq(), true), shards, progress);
+            try (var o = fs.create(rec, true)) {
+                o.write((fp + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            }
+            return true;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + cfg.out() + ": " + e.getMessage(), e);
+        }
+    }
+
     private static String label(Config cfg) {
         return cfg.onnx().getFileName().toString();
     }
