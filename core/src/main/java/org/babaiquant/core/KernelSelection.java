@@ -1,10 +1,6 @@
 package org.babaiquant.core;
 
-import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
-import java.util.ServiceConfigurationError;
-import java.util.ServiceLoader;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
@@ -17,16 +13,7 @@ final class KernelSelection {
 
     /** The providers that load without error, highest priority first. */
     static List<DenseKernels.Provider> providers() {
-        List<DenseKernels.Provider> list = new ArrayList<>();
-        try {
-            for (DenseKernels.Provider p : ServiceLoader.load(DenseKernels.Provider.class)) {
-                list.add(p);
-            }
-        } catch (ServiceConfigurationError | LinkageError e) {
-            LOG.log(Level.WARNING, "a dense-kernel provider failed to load; using the ones that did", e);
-        }
-        list.sort(Comparator.comparingInt(DenseKernels.Provider::priority).reversed());
-        return list;
+        return ServiceProviders.load(DenseKernels.Provider.class, DenseKernels.Provider::priority, LOG);
     }
 
     /** The provider's kernels, or null when it is unavailable or fails: a provider never stops the algorithms. */

@@ -2,15 +2,11 @@ package org.babaiquant.core;
 
 import org.babaiquant.nonclip.SsqrLayer;
 
-import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
-import java.util.ServiceConfigurationError;
 import java.util.ServiceLoader;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
@@ -237,16 +233,7 @@ public interface QuantBackend {
         static List<Provider> providers() {
             List<Provider> p = providers;
             if (p == null) {
-                List<Provider> list = new ArrayList<>();
-                try {
-                    for (Provider each : ServiceLoader.load(Provider.class)) {
-                        list.add(each);
-                    }
-                } catch (ServiceConfigurationError | LinkageError e) {
-                    LOG.log(Level.WARNING, "a backend provider failed to load; using the ones that did", e);
-                }
-                list.sort(Comparator.comparingInt(Provider::priority).reversed());
-                providers = p = List.copyOf(list);
+                providers = p = ServiceProviders.load(Provider.class, Provider::priority, LOG);
             }
             return p;
         }
