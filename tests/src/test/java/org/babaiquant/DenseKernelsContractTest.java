@@ -3,6 +3,7 @@ package org.babaiquant;
 import org.babaiquant.core.BabaiNearestPlane;
 import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.Dense;
+import org.babaiquant.core.TestInputs;
 import org.babaiquant.core.DenseKernels;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
@@ -267,18 +268,7 @@ class DenseKernelsContractTest {
 
     /** Correlated columns with uneven scales, as calibration activations are. */
     private static double[][] activations(Random rnd, int tokens, int n) {
-        double[] colScale = new double[n];
-        for (int j = 0; j < n; j++) {
-            colScale[j] = Math.exp(rnd.nextGaussian() * 0.7);
-        }
-        double[][] x = new double[tokens][n];
-        for (double[] row : x) {
-            double common = rnd.nextGaussian();
-            for (int j = 0; j < n; j++) {
-                row[j] = colScale[j] * (rnd.nextGaussian() + 0.5 * common);
-            }
-        }
-        return x;
+        return TestInputs.activations(rnd, tokens, n);
     }
 
     /** XᵀX by the plain triple loop, independent of every kernel under test. */

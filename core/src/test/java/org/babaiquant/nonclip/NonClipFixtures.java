@@ -1,6 +1,6 @@
 package org.babaiquant.nonclip;
 
-import org.babaiquant.core.HessianAccumulator;
+import org.babaiquant.core.TestInputs;
 
 import java.util.Random;
 
@@ -20,18 +20,7 @@ final class NonClipFixtures {
     }
 
     static double[][] hessian(Random rnd, int tokens, int n) {
-        double[] colScale = new double[n];
-        for (int j = 0; j < n; j++) {
-            colScale[j] = Math.exp(rnd.nextGaussian() * 0.7);
-        }
-        double[][] x = new double[tokens][n];
-        for (double[] row : x) {
-            double common = rnd.nextGaussian();
-            for (int j = 0; j < n; j++) {
-                row[j] = colScale[j] * (rnd.nextGaussian() + 0.5 * common);
-            }
-        }
-        return new HessianAccumulator(n).add(x).hessian();
+        return TestInputs.hessian(rnd, tokens, n);
     }
 
     static float[] toFloat(double[][] m) {

@@ -11,6 +11,7 @@ import org.babaiquant.core.QuantBackend.ActivationType;
 import org.babaiquant.core.QuantBackend.PackedGptq;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.core.TestInputs;
 import org.babaiquant.io.Npy;
 import org.babaiquant.nonclip.Half;
 import org.babaiquant.nonclip.Ssqr;
@@ -163,18 +164,7 @@ abstract class BackendParityContract {
 
     /** H of calibration-like inputs: correlated columns with uneven scales. */
     private double[][] correlatedHessian(int tokens, int n) {
-        double[] colScale = new double[n];
-        for (int j = 0; j < n; j++) {
-            colScale[j] = Math.exp(rnd.nextGaussian() * 0.7);
-        }
-        double[][] x = new double[tokens][n];
-        for (double[] row : x) {
-            double common = rnd.nextGaussian();
-            for (int j = 0; j < n; j++) {
-                row[j] = colScale[j] * (rnd.nextGaussian() + 0.5 * common);
-            }
-        }
-        return new HessianAccumulator(n).add(x).hessian();
+        return TestInputs.hessian(rnd, tokens, n);
     }
 
     private void assertSameLayer(QuantizedLayer ref, QuantizedLayer got, String what) {
