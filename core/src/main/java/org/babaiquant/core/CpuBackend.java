@@ -1,5 +1,6 @@
 package org.babaiquant.core;
 
+import org.babaiquant.io.SafeTensors;
 import org.babaiquant.nonclip.Half;
 import org.babaiquant.nonclip.SsqrLayer;
 
@@ -101,8 +102,8 @@ public final class CpuBackend implements QuantBackend {
         for (int i = 0; i < count; i++) {
             x[i] = switch (type) {
                 case F32 -> b.getFloat();
-                case F16 -> Half.toFloat(b.getShort());
-                case BF16 -> Float.intBitsToFloat((b.getShort() & 0xFFFF) << 16);
+                case F16 -> SafeTensors.halfToFloat(b.getShort());
+                case BF16 -> SafeTensors.bf16ToFloat(b.getShort());
             };
         }
         return x;
