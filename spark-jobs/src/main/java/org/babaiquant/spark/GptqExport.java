@@ -7,6 +7,7 @@ import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.GptqPacking;
+import org.babaiquant.method.Methods;
 import org.babaiquant.io.SafeTensors;
 
 import java.io.IOException;
@@ -50,9 +51,9 @@ public final class GptqExport {
         QuantizedLayout.readAll(conf, quantized, "reports", g -> {
             String name = g.getString("layer", 0);
             String m = g.getString("method", 0);
-            if (m.equals("ssqr") || m.equals("hptq") || m.equals("hrtn")) {
-                throw new BadInputException("layer " + name + " is " + m + ": only gptq, babai and rtn outputs can be exported in the "
-                        + "GPTQ format (" + m + " keeps its own binary format in the shards' payload column)");
+            if (!Methods.get(m).clips()) {
+                throw new BadInputException("layer " + name + " is " + m + ": only " + Methods.sentence(Methods.gridMethods(), "and")
+                        + " outputs can be exported in the GPTQ format (" + m + " keeps its own binary format in the shards' payload column)");
             }
             if (!g.getBoolean("clip", 0)) {
                 throw new BadInputException("layer " + name + " was quantized with --no-clip: its codes fall outside [0, 2^bits−1] and "
@@ -71,17 +72,16 @@ public final class GptqExport {
         int bits = any.bits();
         int gs = any.groupSize();
         boolean sym = Boolean.parseBoolean(run[2]);
-        if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
-            throw new BadInputException(bits + "-bit codes cannot be stored in the GPTQ format (2, 3, 4 or 8 bits)");
+        if (!GptqPacking.packableBits(bits)) {
+            throw new BadInputException(GptqPacking.checkpointProblem(0, 0, bits));
         }
         for (QuantizedLayout.LayerShards l : layers.values()) {
             if (l.bits() != bits || l.groupSize() != gs) {
                 throw new BadInputException("layers quantized with different bits/group sizes cannot share one GPTQ checkpoint");
             }
-            int per = bits == 3 ? 32 : 32 / bits;
-            if (l.cols() % per != 0 || l.rows() % per != 0) {
-                throw new BadInputException(l.layer() + " is [" + l.rows() + ", " + l.cols() + "]: GPTQ packing needs both dimensions"
-                        + " to be multiples of " + per + " at " + bits + " bits");
+            String problem = GptqPacking.checkpointProblem(l.rows(), l.cols(), bits);
+            if (problem != null) {
+                throw new BadInputException(l.layer() + " is [" + l.rows() + ", " + l.cols() + "]: " + problem);
             }
         }
         String format = sym ? "gptq" : "gptq_v2";
