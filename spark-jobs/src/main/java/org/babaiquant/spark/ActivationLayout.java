@@ -1,5 +1,6 @@
 package org.babaiquant.spark;
 
+import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -99,8 +100,8 @@ public final class ActivationLayout {
             for (int i = 0; i < n; i++) {
                 double v = switch (size) {
                     case 4 -> b.getFloat(4 * i);
-                    default -> "f16".equals(dtype) ? SafeTensors.halfToFloat(b.getShort(2 * i))
-                            : SafeTensors.bf16ToFloat(b.getShort(2 * i));
+                    default -> "f16".equals(dtype) ? Half.toFloat(b.getShort(2 * i))
+                            : Half.bf16ToFloat(b.getShort(2 * i));
                 };
                 if (!Double.isFinite(v)) {
                     throw new BadInputException(where + ": tile " + seq + " (source " + source + ") holds " + v
