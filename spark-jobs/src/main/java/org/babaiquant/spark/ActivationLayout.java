@@ -23,6 +23,7 @@ import org.apache.parquet.io.api.Binary;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.MessageTypeParser;
 import org.babaiquant.BadInputException;
+import org.babaiquant.io.Names;
 import org.babaiquant.io.SafeTensors;
 
 import java.io.IOException;
@@ -82,8 +83,9 @@ public final class ActivationLayout {
         };
     }
 
+    /** The folder of a site, {@code site=NAME}; a name that is not a valid site name is bad input ({@link Names}). */
     public static String siteDir(String site) {
-        return "site=" + site;
+        return "site=" + Names.site(site, "activation site");
     }
 
     /** One tile as read back. */
