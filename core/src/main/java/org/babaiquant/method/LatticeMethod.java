@@ -2,11 +2,11 @@ package org.babaiquant.method;
 
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.ColumnOrder;
+import org.babaiquant.core.Half;
 import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantBackend;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
-import org.babaiquant.io.SafeTensors;
 
 import java.util.Locale;
 
@@ -87,7 +87,7 @@ public final class LatticeMethod implements QuantMethod {
         double[][] s = new double[g.rows][g.groups()];
         for (int r = 0; r < g.rows; r++) {
             for (int k = 0; k < g.groups(); k++) {
-                double v = SafeTensors.halfToFloat(SafeTensors.floatToHalf((float) g.scale[r][k]));
+                double v = Half.toFloat(Half.fromFloat((float) g.scale[r][k]));
                 if (!Double.isFinite(v)) {
                     throw new BadInputException(String.format(Locale.ROOT, "%s: the %d-bit scale of row %d, group %d is %.6g,"
                                     + " beyond float16 (max 65504): the weights are out of range for stored fp16 scales", tensor,

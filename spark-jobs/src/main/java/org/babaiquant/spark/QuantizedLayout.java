@@ -22,10 +22,10 @@ import org.apache.parquet.schema.MessageTypeParser;
 import org.apache.parquet.io.api.Binary;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.GptqPacking;
+import org.babaiquant.core.Half;
 import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
-import org.babaiquant.io.SafeTensors;
 import org.babaiquant.method.Methods;
 import org.babaiquant.method.MethodSpec;
 import org.babaiquant.method.QuantResult;
@@ -227,7 +227,7 @@ public final class QuantizedLayout {
             java.nio.ByteBuffer zb = java.nio.ByteBuffer.wrap(g.getBinary("zeros", 0).getBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
             for (int r = r0; r < r0 + n; r++) {
                 for (int k = 0; k < groups; k++) {
-                    scales[r][k] = SafeTensors.halfToFloat(sb.getShort());
+                    scales[r][k] = Half.toFloat(sb.getShort());
                     zeros[r][k] = zb.getInt();
                 }
             }
@@ -290,7 +290,7 @@ public final class QuantizedLayout {
             ByteBuffer zb = ByteBuffer.allocate(4 * n * groups).order(ByteOrder.LITTLE_ENDIAN);
             for (int r = r0; r < r0 + n; r++) {
                 for (int k = 0; k < groups; k++) {
-                    sb.putShort(SafeTensors.floatToHalf((float) grid.scale[r][k]));
+                    sb.putShort(Half.fromFloat((float) grid.scale[r][k]));
                     zb.putInt((int) grid.zero[r][k]);
                 }
             }
