@@ -5,6 +5,8 @@ import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.Json;
 import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.QuantBackend;
+import org.babaiquant.io.Commit;
+import org.babaiquant.io.LocalCommit;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.TensorSource;
 import org.babaiquant.method.LayerQuantizer;
@@ -20,7 +22,6 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
@@ -35,8 +36,9 @@ import java.util.concurrent.Callable;
                 "gptq|babai|rtn write DIR/codes.npy (int32 [out,in]), scales.npy (float32",
                 "[out,groups], the fp16-rounded scales the pass solved on) and zeros.npy",
                 "(float32 [out,groups]), dequant.npy (float32 [out,in]), rows.npy (float64",
-                "[out,3]: loss, bound, clipped per row) and report.json (written last: a",
-                "directory without it is incomplete).",
+                "[out,3]: loss, bound, clipped per row) and report.json. DIR is written",
+                "beside it and renamed into place whole; an existing non-empty DIR is refused",
+                "without --overwrite.",
                 "ssqr|hptq|hrtn write DIR/layer.ssqr|.hptq|.hrtn (the stored layer: SsqrFormat,",
                 "HptqFormat), codes.npy (int32 unclipped lattice codes), dequant.npy (float32,",
                 "decoded from that file), rows.npy and report.json, whose bits_per_weight is",
@@ -63,13 +65,37 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
     @Option(names = "--eval", paramLabel = "Xe.npy", description = "held-out inputs: adds eval_rel_error = ‖XeWᵀ−XeQᵀ‖/‖XeWᵀ‖")
     Path eval;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "output directory")
+    @Option(names = "--out", required = true, paramLabel = "DIR",
+            description = "output directory, committed whole (written beside it, then renamed into place)")
     Path out;
+
+    @Option(names = "--overwrite", description = "replace an existing non-empty --out (default: refuse it)")
+    boolean overwrite;
 
     @Override
     public Integer call() {
         MethodSpec spec = method.spec(MethodOptions.QUANTIZE_LAYER); // every option checked before any file is read
         Path dir = outputDir();
+        try (LocalCommit commit = LocalCommit.folder(dir, overwrite ? Commit.IfExists.REPLACE : Commit.IfExists.REFUSE)) {
+            QuantResult q = quantize(spec);
+            write(commit.temp(), q);
+            commit.commit();
+            System.out.println(q.describe());
+            if (q instanceof QuantResult.Encoded e) {
+                LayerReport rep = q.report();
+                System.out.println(String.format(Locale.ROOT,
+                        "loss %.6g  bound %.6g  loss/bound %.4f  bound violations %d  %.4f bpw (%d bytes)%s  %.2fs",
+                        rep.loss(), rep.bound(), rep.lossOverBound(), rep.boundViolations(), rep.bitsPerWeight, e.bytes().length,
+                        Double.isNaN(rep.evalRelError) ? "" : String.format(Locale.ROOT, "  eval rel err %.5f", rep.evalRelError),
+                        ((Number) e.summary().get("seconds")).doubleValue()));
+            }
+        }
+        System.out.println("wrote " + dir);
+        return 0;
+    }
+
+    /** Reads W and X (or H), quantizes through the one path, evaluates on --eval. */
+    private QuantResult quantize(MethodSpec spec) {
         double[][] w = TensorSource.readMatrix(weight);
         if (w.length == 0) {
             throw new BadInputException(weight + " has no rows: an empty weight cannot be quantized");
@@ -83,7 +109,7 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
             }
             if (x[0].length != w[0].length) {
                 throw new BadInputException(calibration.calib + " has " + x[0].length + " columns but W ("
-                        + weight + ") has " + (w[0] == null ? 0 : w[0].length) + " input columns");
+                        + weight + ") has " + w[0].length + " input columns");
             }
             HessianAccumulator acc = new HessianAccumulator(x[0].length).add(x);
             h = acc.hessian();
@@ -95,18 +121,7 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
         if (eval != null) {
             LayerQuantizer.evaluate(weight, q, w, Npy.readMatrix(eval), eval.toString());
         }
-        write(dir, q);
-        System.out.println(q.describe());
-        if (q instanceof QuantResult.Encoded e) {
-            LayerReport rep = q.report();
-            System.out.println(String.format(Locale.ROOT,
-                    "loss %.6g  bound %.6g  loss/bound %.4f  bound violations %d  %.4f bpw (%d bytes)%s  %.2fs",
-                    rep.loss(), rep.bound(), rep.lossOverBound(), rep.boundViolations(), rep.bitsPerWeight, e.bytes().length,
-                    Double.isNaN(rep.evalRelError) ? "" : String.format(Locale.ROOT, "  eval rel err %.5f", rep.evalRelError),
-                    ((Number) e.summary().get("seconds")).doubleValue()));
-        }
-        System.out.println("wrote " + dir);
-        return 0;
+        return q;
     }
 
     /** {@code --out} as an absolute folder that is not the file system root and not an existing regular file. */
@@ -132,55 +147,26 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
         return rows;
     }
 
-    /** The files of the result's stored form, written through {@link #publish}. */
+    /** The files of the result's stored form, into {@code dir} (the commit's temporary folder). */
     private static void write(Path dir, QuantResult q) {
         LayerReport rep = q.report();
         Map<String, Object> json = new LinkedHashMap<>(q.summary());
         json.put("row_loss", rep.rowLoss);
         json.put("row_bound", rep.rowBound);
         json.put("row_clipped", rep.rowClipped);
-        if (q instanceof QuantResult.Encoded e) {
-            String layerFile = "layer." + e.method();
-            publish(dir, tmp -> {
-                Files.write(tmp.resolve(layerFile), e.bytes());
-                Npy.writeI32(tmp.resolve("codes.npy"), q.lattice().codes());
-                Npy.writeF32(tmp.resolve("dequant.npy"), q.dequant());
-                Npy.writeF64(tmp.resolve("rows.npy"), rowTable(rep));
-                Files.writeString(tmp.resolve("report.json"), Json.write(json), StandardCharsets.UTF_8);
-            }, layerFile, "codes.npy", "dequant.npy", "rows.npy", "report.json");
-        } else {
-            publish(dir, tmp -> {
-                Npy.writeI32(tmp.resolve("codes.npy"), q.lattice().codes());
-                Npy.writeF32(tmp.resolve("scales.npy"), q.lattice().grid().scale);
-                Npy.writeF32(tmp.resolve("zeros.npy"), q.lattice().grid().zero);
-                Npy.writeF32(tmp.resolve("dequant.npy"), q.dequant());
-                Npy.writeF64(tmp.resolve("rows.npy"), rowTable(rep));
-                Files.writeString(tmp.resolve("report.json"), Json.write(json), StandardCharsets.UTF_8);
-            }, "codes.npy", "scales.npy", "zeros.npy", "dequant.npy", "rows.npy", "report.json");
-        }
-    }
-
-    private interface Writer {
-        void writeAll(Path tmp) throws IOException;
-    }
-
-    /**
-     * Writes the files into a temporary sibling directory, then moves them in; report.json must be the last name, so
-     * that a directory with a report.json is complete.
-     */
-    private static void publish(Path abs, Writer writer, String... names) {
         try {
-            Files.createDirectories(abs.getParent());
-            Path tmp = Files.createTempDirectory(abs.getParent(), "." + abs.getFileName() + ".partial-");
-            writer.writeAll(tmp);
-            Files.createDirectories(abs);
-            Files.deleteIfExists(abs.resolve("report.json"));
-            for (String f : names) {
-                Files.move(tmp.resolve(f), abs.resolve(f), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            if (q instanceof QuantResult.Encoded e) {
+                Files.write(dir.resolve("layer." + e.method()), e.bytes());
+            } else {
+                Npy.writeF32(dir.resolve("scales.npy"), q.lattice().grid().scale);
+                Npy.writeF32(dir.resolve("zeros.npy"), q.lattice().grid().zero);
             }
-            Files.delete(tmp);
+            Npy.writeI32(dir.resolve("codes.npy"), q.lattice().codes());
+            Npy.writeF32(dir.resolve("dequant.npy"), q.dequant());
+            Npy.writeF64(dir.resolve("rows.npy"), rowTable(rep));
+            Files.writeString(dir.resolve("report.json"), Json.write(json), StandardCharsets.UTF_8);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + abs + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot write " + dir + ": " + e.getMessage(), e);
         }
     }
 }

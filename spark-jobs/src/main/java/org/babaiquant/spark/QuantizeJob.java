@@ -4,15 +4,19 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.parquet.example.data.Group;
+import org.apache.parquet.schema.MessageType;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.BadInputException;
+import org.babaiquant.core.Json;
 import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantBackend;
 import org.babaiquant.gpu.CudaException;
+import org.babaiquant.io.Commit;
+import org.babaiquant.io.Fingerprint;
 import org.babaiquant.io.SafeTensors;
 import org.babaiquant.method.EncodedMethod;
 import org.babaiquant.method.LatticeMethod;
@@ -22,16 +26,12 @@ import org.babaiquant.method.QuantResult;
 
 import java.io.IOException;
 import java.io.Serializable;
-import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.HexFormat;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.UUID;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
@@ -69,13 +69,25 @@ public final class QuantizeJob {
             return spec.method();
         }
 
+        /** The run's parameters as one JSON line (footer {@code babai.params}, part of every layer's fingerprint). */
         String paramsJson() {
             QuantGrid.Spec g = spec.grid();
-            return String.format(Locale.ROOT, "{\"method\": \"%s\", \"bits\": %d, \"group_size\": %d, \"sym\": %b, \"mse\": %b, "
-                            + "\"order\": \"%s\", \"clip\": %b, \"damp\": %s, \"block_size\": %d, \"scales\": \"float16\", "
-                            + "\"outlier_rate\": %s, \"target_bits\": %s, \"eval_tokens\": %d, \"format_version\": %d}",
-                    spec.method(), g.bits(), g.groupSize(), g.sym(), g.mse(), spec.order().cliName, spec.clip(), spec.damp(),
-                    spec.blockSize(), spec.outlierRate(), spec.targetBits(), evalTokens, QuantizedLayout.VERSION);
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("method", spec.method());
+            m.put("bits", g.bits());
+            m.put("group_size", g.groupSize());
+            m.put("sym", g.sym());
+            m.put("mse", g.mse());
+            m.put("order", spec.order().cliName);
+            m.put("clip", spec.clip());
+            m.put("damp", spec.damp());
+            m.put("block_size", spec.blockSize());
+            m.put("scales", "float16");
+            m.put("outlier_rate", spec.outlierRate());
+            m.put("target_bits", spec.targetBits());
+            m.put("eval_tokens", evalTokens);
+            m.put("format_version", QuantizedLayout.VERSION);
+            return Json.line(m).strip();
         }
     }
 
@@ -244,15 +256,9 @@ public final class QuantizeJob {
     }
 
     static String fingerprint(Layer l, Config cfg, byte[] weightBytes) {
-        try {
-            MessageDigest md = MessageDigest.getInstance("SHA-256");
-            md.update(("babai-quantize v" + QuantizedLayout.VERSION + "|" + l.name() + "|" + l.dtype() + "|" + l.rows() + "x" + l.cols()
-                    + "|" + l.hessianFingerprint() + "|" + cfg.paramsJson() + "|" + cfg.evalActivations() + "\n").getBytes(StandardCharsets.UTF_8));
-            md.update(weightBytes);
-            return HexFormat.of().formatHex(md.digest());
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return Fingerprint.sha256().text("babai-quantize v" + QuantizedLayout.VERSION + "|" + l.name() + "|" + l.dtype() + "|" + l.rows()
+                + "x" + l.cols() + "|" + l.hessianFingerprint() + "|" + cfg.paramsJson() + "|" + cfg.evalActivations() + "\n")
+                .bytes(weightBytes).hex();
     }
 
     static Group committedReport(Configuration conf, String out, String layer) {
@@ -306,26 +312,28 @@ public final class QuantizeJob {
         return gpu == null || gpu.addresses().length == 0 ? null : gpu.addresses()[0];
     }
 
+    /**
+     * Commits one layer: its shards, its per-row table, then its report (the report marks the layer committed, so the
+     * old one goes first and the new one last), each folder through the commit protocol ({@link HadoopCommit}: written
+     * beside its target, renamed into place whole, stale temporaries of the same layer removed).
+     */
     private static void commitFiles(Configuration conf, Config cfg, Layer l, Map<String, String> meta, List<Group> shards,
                                     List<Group> rows, Group report) throws IOException {
-        Path tmp = new Path(new Path(cfg.out(), "_tmp"), UUID.randomUUID().toString());
-        FileSystem fs = tmp.getFileSystem(conf);
-        try {
-            QuantizedLayout.write(conf, new Path(tmp, "shards/part-00000.parquet"), QuantizedLayout.SHARD, meta, shards);
-            QuantizedLayout.write(conf, new Path(tmp, "rows/part-00000.parquet"), QuantizedLayout.ROWS, meta, rows);
-            QuantizedLayout.write(conf, new Path(tmp, "reports/part-00000.parquet"), QuantizedLayout.REPORT, meta, List.of(report));
-            for (String kind : new String[] {"shards", "rows", "reports"}) { // the report last: it marks the layer committed
-                Path dst = QuantizedLayout.dir(cfg.out(), kind, l.name());
-                if (fs.exists(dst)) {
-                    fs.delete(dst, true);
-                }
-                fs.mkdirs(dst.getParent());
-                if (!fs.rename(new Path(tmp, kind), dst)) {
-                    throw new IOException("rename to " + dst + " failed");
-                }
-            }
-        } finally {
-            fs.delete(tmp, true);
+        Path reports = QuantizedLayout.dir(cfg.out(), "reports", l.name());
+        FileSystem fs = reports.getFileSystem(conf);
+        if (fs.exists(reports) && !fs.delete(reports, true)) {
+            throw new IOException("cannot delete the old report " + reports);
+        }
+        commitFolder(conf, QuantizedLayout.dir(cfg.out(), "shards", l.name()), QuantizedLayout.SHARD, meta, shards);
+        commitFolder(conf, QuantizedLayout.dir(cfg.out(), "rows", l.name()), QuantizedLayout.ROWS, meta, rows);
+        commitFolder(conf, reports, QuantizedLayout.REPORT, meta, List.of(report));
+    }
+
+    private static void commitFolder(Configuration conf, Path dir, MessageType schema, Map<String, String> meta, List<Group> rows)
+            throws IOException {
+        try (HadoopCommit c = HadoopCommit.folder(conf, dir, Commit.IfExists.REPLACE, null)) {
+            QuantizedLayout.write(conf, new Path(c.temp(), "part-00000.parquet"), schema, meta, rows);
+            c.commit();
         }
     }
 }

@@ -26,6 +26,7 @@ import org.babaiquant.core.Half;
 import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.io.Fingerprint;
 import org.babaiquant.method.Methods;
 import org.babaiquant.method.MethodSpec;
 import org.babaiquant.method.QuantResult;
@@ -361,12 +362,7 @@ public final class QuantizedLayout {
         if (safe.equals(layer) && !layer.isEmpty()) {
             return "layer=" + layer;
         }
-        try {
-            byte[] h = java.security.MessageDigest.getInstance("SHA-256").digest(layer.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            return "layer=" + safe.replaceAll("^_+", "") + "-" + java.util.HexFormat.of().formatHex(h, 0, 4);
-        } catch (java.security.NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return "layer=" + safe.replaceAll("^_+", "") + "-" + Fingerprint.sha256().text(layer).hex(4);
     }
 
     /** Writes groups to one Parquet file (deterministic bytes for the same rows). */
