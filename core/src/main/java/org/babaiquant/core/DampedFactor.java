@@ -128,6 +128,19 @@ public final class DampedFactor {
         }
     }
 
+    /**
+     * GPTQ's {@code U = Ũ⁻¹} from the factor, in the factor's memory (which {@code f} then no longer holds): for a
+     * sweep written in GPTQ's own terms (the device sweep), so that its damping, order and tr(D) are the solver's.
+     * The same values as {@link #flat} for the same order, bit for bit.
+     */
+    public static Flat inverse(Upper f, DenseKernels kernels) {
+        double[] x = f.ut();
+        reverse(x);
+        kernels.invertLower(x, f.n());
+        reverse(x);
+        return new Flat(f.n(), x, f.percdamp(), f.lambda(), f.attempts(), f.traceD());
+    }
+
     /** The min-pivot order (processing order, the reverse of the pivot sequence) and the factor that chose it. */
     public record Pivoted(int[] perm, Upper factor) {}
 
@@ -135,8 +148,9 @@ public final class DampedFactor {
     public static Upper upper(double[][] h, int[] perm, double percdamp, int maxTries, DenseKernels kernels) {
         FlatLower lo = choleskyFlat(h, perm, percdamp, maxTries, kernels);
         double[] x = lo.l();
+        double traceD = traceOfSquares(x, lo.n());
         reverse(x);
-        return new Upper(lo.n(), x, lo.percdamp(), lo.lambda(), lo.attempts(), traceOfSquares(x, lo.n()));
+        return new Upper(lo.n(), x, lo.percdamp(), lo.lambda(), lo.attempts(), traceD);
     }
 
     /**
@@ -161,8 +175,9 @@ public final class DampedFactor {
             addToDiagonal(h, n, lambda);
             return kernels.choleskyLower(h, n);
         });
+        double traceD = traceOfSquares(h, n);
         reverse(h);
-        return new Upper(n, h, d.percdamp(), d.lambda(), d.attempt(), traceOfSquares(h, n));
+        return new Upper(n, h, d.percdamp(), d.lambda(), d.attempt(), traceD);
     }
 
     /**
@@ -188,12 +203,13 @@ public final class DampedFactor {
             addToDiagonal(h, n, lambda);
             return pivotedCholeskyLower(h, n, seq, kernels);
         });
+        double traceD = traceOfSquares(h, n);
         reverse(h);
         int[] perm = new int[n];
         for (int i = 0; i < n; i++) {
             perm[i] = seq[n - 1 - i];
         }
-        return new Pivoted(perm, new Upper(n, h, d.percdamp(), d.lambda(), d.attempt(), traceOfSquares(h, n)));
+        return new Pivoted(perm, new Upper(n, h, d.percdamp(), d.lambda(), d.attempt(), traceD));
     }
 
     private record Damping(double percdamp, double lambda, int attempt) {}
@@ -250,6 +266,7 @@ public final class DampedFactor {
         });
     }
 
+    /** Σ_k L_kk², summed in Babai's basis order (before the reversal), as {@link #flat} does: tr(D) agrees bit for bit. */
     private static double traceOfSquares(double[] ut, int n) {
         double s = 0;
         for (int k = 0; k < n; k++) {

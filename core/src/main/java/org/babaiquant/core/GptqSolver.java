@@ -96,7 +96,7 @@ public final class GptqSolver {
     public static QuantizedLayer quantize(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid,
                                           DenseKernels kernels) {
         long t0 = System.nanoTime();
-        Setup setup = setup(w0, h0, opt, fixedGrid, opt.method() == Method.GPTQ, kernels);
+        Factored setup = setup(w0, h0, opt, fixedGrid, opt.method() == Method.GPTQ, kernels);
         Prepared p = setup.prepared();
         double[][] w = p.w();
         double[][] h = p.h();
@@ -110,8 +110,7 @@ public final class GptqSolver {
         double[][] dq = new double[rows][n];
         switch (opt.method()) {
             case GPTQ -> {
-                DampedFactor.Upper f = setup.minPivotFactor() != null ? setup.minPivotFactor()
-                        : DampedFactor.upper(h, perm, opt.percdamp(), opt.maxDampTries(), kernels);
+                DampedFactor.Upper f = setup.factor();
                 record(rep, f.percdamp(), f.lambda(), f.attempts(), f.traceD());
                 NearestPlaneSweep.run(w, f, perm, grid, opt.clip(), opt.blockSize(), codes, dq, rep, kernels);
             }
@@ -207,11 +206,20 @@ public final class GptqSolver {
         return setup(w0, h0, opt, fixedGrid, false, DenseKernels.get()).prepared();
     }
 
-    /** {@link Prepared}, and for min-pivot (when {@code keepFactor}) the factor that chose the order. */
-    private record Setup(Prepared prepared, DampedFactor.Upper minPivotFactor) {}
+    /**
+     * {@link Prepared} and the factor {@code Ũ} of the damped, permuted H ({@link DampedFactor#upper}; for min-pivot the
+     * pivoted factorisation that chose the order), its damping recorded in the report: everything before a sweep.
+     */
+    public record Factored(Prepared prepared, DampedFactor.Upper factor) {}
 
-    private static Setup setup(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid, boolean keepFactor,
-                               DenseKernels kernels) {
+    /** See {@link Factored}: what the CPU sweep and a device backend's sweep start from. */
+    public static Factored prepareAndFactor(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid,
+                                            DenseKernels kernels) {
+        return setup(w0, h0, opt, fixedGrid, true, kernels);
+    }
+
+    private static Factored setup(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid, boolean factorise,
+                                  DenseKernels kernels) {
         Validation.weights(w0, "W");
         Validation.hessian(h0, w0[0].length);
         int rows = w0.length;
@@ -234,14 +242,21 @@ public final class GptqSolver {
         QuantGrid grid = grid(w, opt, fixedGrid);
         int[] perm;
         DampedFactor.Upper factor = null;
-        if (keepFactor && opt.order() == ColumnOrder.MIN_PIVOT) {
+        if (factorise && opt.order() == ColumnOrder.MIN_PIVOT) {
             DampedFactor.Pivoted pf = DampedFactor.minPivot(h, opt.percdamp(), opt.maxDampTries(), kernels);
             perm = pf.perm();
             factor = pf.factor();
         } else {
             perm = permutation(h, opt);
+            if (factorise) {
+                factor = DampedFactor.upper(h, perm, opt.percdamp(), opt.maxDampTries(), kernels);
+            }
         }
-        return new Setup(new Prepared(w, h, grid, perm, report(opt, grid, rows, n, dead)), factor);
+        LayerReport rep = report(opt, grid, rows, n, dead);
+        if (factor != null) {
+            record(rep, factor.percdamp(), factor.lambda(), factor.attempts(), factor.traceD());
+        }
+        return new Factored(new Prepared(w, h, grid, perm, rep), factor);
     }
 
     private static QuantGrid grid(double[][] w, Options opt, QuantGrid fixedGrid) {
