@@ -12,8 +12,8 @@ import org.babaiquant.io.Fingerprint;
 import org.babaiquant.io.Names;
 import org.babaiquant.spark.HadoopCommit;
 import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
+import org.babaiquant.method.MethodSpec;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
 import org.babaiquant.onnx.ActivationCapture;
@@ -649,9 +649,10 @@ public final class PipelineCommand implements Callable<Integer> {
                 throw new BadInputException("quantize.backend must be auto, cpu or cuda, got " + backend);
             }
             String evalActivations = q.str("evalActivations", evalOut);
-            return new QuantizeJob.Config(modelUri, hessianOut, quantizeOut, Method.parse(q.str("method", "gptq")), bits, groupSize,
-                    q.bool("sym", false), q.bool("mse", false), ColumnOrder.parse(q.str("order", "act-order")), q.bool("clip", true),
-                    q.dbl("damp", 0.01), q.integer("blockSize", 128), q.str("layers", null), q.strList("map", List.of()),
+            MethodSpec spec = new MethodSpec(q.str("method", "gptq"), new QuantGrid.Spec(bits, groupSize, q.bool("sym", false),
+                    q.bool("mse", false)), ColumnOrder.parse(q.str("order", "act-order")), q.bool("clip", true), q.dbl("damp", 0.01),
+                    q.integer("blockSize", 128), 6, 0.01, 0);
+            return new QuantizeJob.Config(modelUri, hessianOut, quantizeOut, spec, q.str("layers", null), q.strList("map", List.of()),
                     q.str("mapFile", null), evalActivations, q.integer("evalTokens", 2048), backend, 0, q.bool("force", false));
         }
 
@@ -668,7 +669,7 @@ public final class PipelineCommand implements Callable<Integer> {
                     case "capture" -> "capture " + (captureOnnx == null ? "the bundled all-MiniLM-L6-v2" : captureOnnx) + " on "
                             + captureText + " → " + captureOut + " (existing activations: " + captureIfExists + ")";
                     case "hessian" -> "hessian " + activations() + " → " + hessianOut;
-                    case "quantize" -> "quantize " + modelUri + " with " + quantizeConfig().method().cliName + " → " + quantizeOut;
+                    case "quantize" -> "quantize " + modelUri + " with " + quantizeConfig().methodName() + " → " + quantizeOut;
                     case "report" -> "report " + quantizeOut;
                     case "export" -> "export " + quantizeOut + " → " + exportOut + " (" + exportFormat + ")";
                     default -> s;
