@@ -1,9 +1,6 @@
-package org.babaiquant.onnx;
+package org.babaiquant.io;
 
 import org.babaiquant.BadInputException;
-import org.babaiquant.io.Commit;
-import org.babaiquant.io.LocalCommit;
-import org.babaiquant.io.ByteSource;
 
 import java.io.ByteArrayOutputStream;
 import java.io.EOFException;
