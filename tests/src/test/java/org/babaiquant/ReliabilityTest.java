@@ -41,7 +41,7 @@ class ReliabilityTest {
         Path victim = Files.createDirectories(tmp.resolve("victim"));
         Files.writeString(victim.resolve("precious"), "keep");
         Path out = tmp.resolve("x/out");
-        for (String site : new String[] {"../../victim", "../../../OUTSIDE", "a/b", ".hidden", "_tmp", "", "site=x"}) {
+        for (String site : new String[] {"../../victim", "../../../OUTSIDE", "a/b", ".hidden", "_tmp", ""}) {
             for (boolean overwrite : new boolean[] {true, false}) {
                 QuantizeLayerCliTest.Run r = overwrite
                         ? run("import-activations", "--npy", site + "=" + X, "--out", out.toString(), "--overwrite")

@@ -13,8 +13,8 @@ import org.babaiquant.BadInputException;
 import org.babaiquant.core.Json;
 import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.BackendException;
 import org.babaiquant.core.QuantBackend;
-import org.babaiquant.gpu.CudaException;
 import org.babaiquant.io.Commit;
 import org.babaiquant.io.Fingerprint;
 import org.babaiquant.io.SafeTensors;
@@ -227,7 +227,7 @@ public final class QuantizeJob {
         QuantResult q;
         try {
             q = LayerQuantizer.quantize(l.name(), w, h.h(), h.meta().tokens(), cfg.spec(), backend);
-        } catch (CudaException e) {
+        } catch (BackendException e) {
             if (!e.recoverable()) {
                 throw e; // sticky device error: fail the task, Spark retries it elsewhere
             }
