@@ -21,9 +21,9 @@ import java.util.stream.IntStream;
  * row-parallel over the cores, the block held column by column so that every loop runs over contiguous rows
  * (vectorised by the JIT), {@code 1/Ũ_kk} computed once per column.
  *
- * <p>Memory: one accumulator array per slab of rows (≤ {@link #MAX_SLAB} elements) and three {@code rows × bs}
- * panels; the original weights are read from W (processing order gathered per block), codes and dequantized values
- * are written straight into the results.
+ * <p>Memory: one accumulator array per slab of rows (≤ {@link #MAX_SLAB} elements), three float64 {@code rows × bs}
+ * panels and the block's int codes; the original weights are read from W (processing order gathered per block),
+ * codes and dequantized values are scattered into the results after each block.
  */
 final class NearestPlaneSweep {
     /** Columns at most this wide run as per-row loops; wider ranges split in two with a product between. */
@@ -64,6 +64,8 @@ final class NearestPlaneSweep {
     private final double[] panel;
     private final double[] orig;
     private final double[] delta;
+    /** The current block's codes, stored as the panels. */
+    private final int[] blockCodes;
     private final double[] loss;
     private final double[] bound;
     private final int[] clipped;
@@ -91,6 +93,7 @@ final class NearestPlaneSweep {
         this.panel = new double[slab * bs];
         this.orig = new double[slab * bs];
         this.delta = new double[slab * bs];
+        this.blockCodes = new int[slab * bs];
         this.loss = new double[slab];
         this.bound = new double[slab];
         this.clipped = new int[slab];
@@ -155,6 +158,17 @@ final class NearestPlaneSweep {
                 }
             });
             sweepColumns(i1, i1, i1 + width);
+            forRows((lo, hi) -> {
+                for (int r = lo; r < hi; r++) {
+                    int[] rowCodes = codes[r0 + r];
+                    double[] rowDq = dq[r0 + r];
+                    for (int i = 0; i < width; i++) {
+                        int col = perm[b1 + i];
+                        rowCodes[col] = blockCodes[i * m + r];
+                        rowDq[col] = panel[i * m + r];
+                    }
+                }
+            });
             // lazy update of everything right of the block, one product over the slab: A[:, i2:] += Δ·Ũ[i1:i2, i2:]
             int i2 = i1 + width;
             kernels.gemm(true, false, m, n - i2, width, 1.0, delta, 0, m, ut, i1 * n + i2, n, acc, i2, n);
@@ -195,26 +209,49 @@ final class NearestPlaneSweep {
     }
 
     /**
-     * Rows {@code [lo, hi)} (slab-relative) over columns {@code [c1, c2)} of the block starting at {@code i1}: each
-     * column's step of the class comment over the rows, then its residuals fed to the strip's later columns. Every
-     * loop runs over contiguous rows.
+     * Rows {@code [lo, hi)} (slab-relative) over columns {@code [c1, c2)} of the block starting at {@code i1},
+     * left-looking: column j first receives the residuals of the strip's earlier columns (four at a time, one pass over
+     * the rows per four), then takes its step of the class comment. Every loop runs over contiguous rows. The column's
+     * accumulators, dead after its step, then hold q; the codes go to {@link #blockCodes}.
      */
     private void strip(int lo, int hi, int i1, int c1, int c2) {
+        double[] p = panel;
+        double[] dl = delta;
         int maxq = grid.maxq;
-        for (int i = c1; i < c2; i++) {
-            int pi = (i - i1) * m;
-            int g = groupOf[i];
+        for (int j = c1; j < c2; j++) {
+            int pj = (j - i1) * m;
+            int i = c1;
+            for (; i + 3 < j; i += 4) {
+                double u0 = ut[i * n + j];
+                double u1 = ut[(i + 1) * n + j];
+                double u2 = ut[(i + 2) * n + j];
+                double u3 = ut[(i + 3) * n + j];
+                int p0 = (i - i1) * m;
+                int p1 = p0 + m;
+                int p2 = p1 + m;
+                int p3 = p2 + m;
+                for (int r = lo; r < hi; r++) {
+                    p[pj + r] += dl[p0 + r] * u0 + dl[p1 + r] * u1 + dl[p2 + r] * u2 + dl[p3 + r] * u3;
+                }
+            }
+            for (; i < j; i++) {
+                double u = ut[i * n + j];
+                int pi = (i - i1) * m;
+                for (int r = lo; r < hi; r++) {
+                    p[pj + r] += dl[pi + r] * u;
+                }
+            }
+            int g = groupOf[j];
             double[] sT = scaleT[g];
             double[] zT = zeroT[g];
-            double d = ut[i * n + i];
+            double d = ut[j * n + j];
             double d2 = d * d;
-            double r1 = inv[i];
-            int col = perm[i];
+            double r1 = inv[j];
             for (int r = lo; r < hi; r++) {
                 double s = sT[r];
                 double z = zT[r];
-                double wk = orig[pi + r];
-                double x = wk + panel[pi + r] * r1;
+                double wk = orig[pj + r];
+                double x = wk + p[pj + r] * r1;
                 double c = Math.rint(x / s) + z;
                 if (clip && (c < 0 || c > maxq)) {
                     c = Math.min(Math.max(c, 0), maxq);
@@ -224,17 +261,9 @@ final class NearestPlaneSweep {
                 double e = d * (x - q);
                 loss[r] += e * e;
                 bound[r] += 0.25 * s * s * d2;
-                delta[pi + r] = wk - q;
-                codes[r0 + r][col] = (int) c;
-                dq[r0 + r][col] = q;
-            }
-            int ui = i * n;
-            for (int j = i + 1; j < c2; j++) {
-                double u = ut[ui + j];
-                int pj = (j - i1) * m;
-                for (int r = lo; r < hi; r++) {
-                    panel[pj + r] += delta[pi + r] * u;
-                }
+                dl[pj + r] = wk - q;
+                p[pj + r] = q;
+                blockCodes[pj + r] = (int) c;
             }
         }
     }
