@@ -3,16 +3,20 @@ package org.babaiquant.core;
 import java.util.stream.IntStream;
 
 /**
- * The factorisation GPTQ runs on: for processing order P and damping λ, {@code U} = the upper Cholesky factor of
- * {@code (H_P + λI)⁻¹} (GPTQ's {@code Hinv}), computed without forming the inverse.
- *
- * <p>Why this route: write {@code M = J·H_P·J} (J reverses the order, so M is H in Babai's basis order) and
- * {@code M = L·Lᵀ}. Then {@code H_P = V·Vᵀ} with {@code V = J·L·J} upper triangular, hence
- * {@code H_P⁻¹ = V⁻ᵀ·V⁻¹} and {@code U = V⁻¹ = J·L⁻¹·J}. One Cholesky and one triangular inverse
- * (≈ 2n³/3 flops, both through {@link DenseKernels}) instead of GPTQ's Cholesky, Cholesky-inverse and second Cholesky
- * (≈ 4n³/3). As a by-product, {@code Lᵀ} is the R of the QR of the damped basis in Babai order, and
- * {@code D_k = 1/U_kk² = L_{n-1-k,n-1-k}²}. On a flat row-major array {@code J·X·J} is the array reversed, so U
- * costs no extra pass over memory beyond one in-place reversal.
+ * The factorisation the lattice algorithms run on, for processing order P and damping λ. Write
+ * {@code M = J·(H_P + λI)·J} (J reverses the order, so M is H in Babai's basis order) and {@code M = L·Lᵀ}. Then
+ * {@code Ũ = J·L·J} is upper triangular with {@code H_P + λI = Ũ·Ũᵀ}, and GPTQ's {@code Hinv} (the upper Cholesky factor
+ * of {@code (H_P + λI)⁻¹}) is {@code U = Ũ⁻¹ = J·L⁻¹·J}.
+ * <ul>
+ *   <li>{@link Upper} ({@link #upper}, {@link #upperInPlace}, {@link #minPivot}): Ũ itself, one Cholesky (n³/3 flops)
+ *       and an in-place reversal, no inverse: what the solver sweeps on ({@link NearestPlaneSweep}). For min-pivot the
+ *       pivoted Cholesky that chooses the order is that L.</li>
+ *   <li>{@link Flat} / {@link #of} ({@link #flat}, {@link #inverse}): GPTQ's U, one more triangular inverse, for code
+ *       written in GPTQ's own terms (the device sweep, tests). GPTQ's own chain — Cholesky, Cholesky-inverse, second
+ *       Cholesky (≈ 4n³/3) — is kept only as the tests' reference ({@code ClassicGptq}).</li>
+ * </ul>
+ * {@code Lᵀ} is the R of the QR of the damped basis in Babai order, and {@code D_k = 1/U_kk² = Ũ_kk²}. On a flat
+ * row-major array {@code J·X·J} is the array reversed, so Ũ costs no extra pass over memory beyond that reversal.
  *
  * <p>Damping: {@code λ = percdamp · mean(diag H)}; when the factorisation fails the percentage is multiplied by 10,
  * at most {@code maxTries} times, and what was finally used is recorded.

@@ -1,6 +1,6 @@
 package org.babaiquant.core;
 
-import java.util.function.IntConsumer;
+import java.util.Arrays;
 import java.util.stream.IntStream;
 
 /**
@@ -17,12 +17,13 @@ import java.util.stream.IntStream;
  * which is the same arithmetic as GPTQ up to float64 rounding (codes differ only where a rounding tie is decided
  * the other way). Blocked: the accumulators {@code A} of the columns right of a block of {@code bs} get the lazy
  * product {@code A[:, i2:] += Δ[:, i1:i2]·Ũ[i1:i2, i2:]} (one {@link DenseKernels#gemm} over a whole slab of rows);
- * inside the block the same idea recurses on halves down to {@link #LEAF}-column strips, the only Java loops
- * (row-parallel, four contiguous rows at a time, {@code 1/Ũ_kk} computed once per column).
+ * inside the block the same idea recurses on halves down to {@link #LEAF}-column strips, the only Java loops:
+ * row-parallel over the cores, the block held column by column so that every loop runs over contiguous rows
+ * (vectorised by the JIT), {@code 1/Ũ_kk} computed once per column.
  *
- * <p>Memory: one accumulator array per slab of rows (≤ {@link #MAX_SLAB} elements) and three {@code rows × bs}
- * panels; the original weights are read from W (processing order gathered per block), codes and dequantized values
- * are written straight into the results.
+ * <p>Memory: one accumulator array per slab of rows (≤ {@link #MAX_SLAB} elements), three float64 {@code rows × bs}
+ * panels and the block's int codes; the original weights are read from W (processing order gathered per block),
+ * codes and dequantized values are scattered into the results after each block.
  */
 final class NearestPlaneSweep {
     /** Columns at most this wide run as per-row loops; wider ranges split in two with a product between. */
@@ -47,15 +48,24 @@ final class NearestPlaneSweep {
     private final int[][] codes;
     private final double[][] dq;
     private final LayerReport rep;
-    /** The current slab: first row, rows, rows per task, accumulators (m × n, processing order). */
+    /** The current slab: first row, rows, rows per task, accumulators (m × n row-major, processing order). */
     private int r0;
     private int m;
     private int rowsPerTask;
     private double[] acc;
-    /** The current block, each m × bs: accumulators a, original weights w, residuals δ. */
+    /** This slab's grid by group: {@code scaleT[g][r]}, {@code zeroT[g][r]} (contiguous over rows). */
+    private double[][] scaleT;
+    private double[][] zeroT;
+    /**
+     * The current block, each stored column by column ({@code bs × m}: entry (row r, column i of the block) at
+     * {@code i·m + r}), so that every step of the column loop runs over contiguous rows: accumulators a, original
+     * weights w, residuals δ.
+     */
     private final double[] panel;
     private final double[] orig;
     private final double[] delta;
+    /** The current block's codes, stored as the panels. */
+    private final int[] blockCodes;
     private final double[] loss;
     private final double[] bound;
     private final int[] clipped;
@@ -83,6 +93,7 @@ final class NearestPlaneSweep {
         this.panel = new double[slab * bs];
         this.orig = new double[slab * bs];
         this.delta = new double[slab * bs];
+        this.blockCodes = new int[slab * bs];
         this.loss = new double[slab];
         this.bound = new double[slab];
         this.clipped = new int[slab];
@@ -113,32 +124,54 @@ final class NearestPlaneSweep {
         r0 = first;
         m = rows;
         int perCore = (m + 4 * CORES - 1) / (4 * CORES);
-        rowsPerTask = Math.max(MIN_ROWS_PER_TASK, (perCore + 3) / 4 * 4);
+        rowsPerTask = Math.max(MIN_ROWS_PER_TASK, (perCore + 7) / 8 * 8);
         long size = (long) m * n;
         if (acc == null || acc.length < size) {
             acc = null;
             acc = new double[Dense.checkedSize(m, n)];
         } else {
-            forRows(r -> java.util.Arrays.fill(acc, r * n, (r + 1) * n, 0.0));
+            forRows((lo, hi) -> Arrays.fill(acc, lo * n, hi * n, 0.0));
         }
-        java.util.Arrays.fill(loss, 0);
-        java.util.Arrays.fill(bound, 0);
-        java.util.Arrays.fill(clipped, 0);
+        int groups = grid.groups();
+        scaleT = new double[groups][m];
+        zeroT = new double[groups][m];
+        for (int r = 0; r < m; r++) {
+            for (int g = 0; g < groups; g++) {
+                scaleT[g][r] = grid.scale[r0 + r][g];
+                zeroT[g][r] = grid.zero[r0 + r][g];
+            }
+        }
+        Arrays.fill(loss, 0);
+        Arrays.fill(bound, 0);
+        Arrays.fill(clipped, 0);
         for (int i1 = 0; i1 < n; i1 += bs) {
             int b1 = i1;
             int width = Math.min(n, i1 + bs) - i1;
-            forRows(r -> {
-                System.arraycopy(acc, r * n + b1, panel, r * bs, width);
-                double[] src = w[r0 + r];
-                int o = r * bs;
-                for (int i = 0; i < width; i++) {
-                    orig[o + i] = src[perm[b1 + i]];
+            forRows((lo, hi) -> {
+                for (int r = lo; r < hi; r++) {
+                    double[] src = w[r0 + r];
+                    int a = r * n + b1;
+                    for (int i = 0; i < width; i++) {
+                        panel[i * m + r] = acc[a + i];
+                        orig[i * m + r] = src[perm[b1 + i]];
+                    }
                 }
             });
             sweepColumns(i1, i1, i1 + width);
-            // lazy update of everything right of the block, one product over the slab
+            forRows((lo, hi) -> {
+                for (int r = lo; r < hi; r++) {
+                    int[] rowCodes = codes[r0 + r];
+                    double[] rowDq = dq[r0 + r];
+                    for (int i = 0; i < width; i++) {
+                        int col = perm[b1 + i];
+                        rowCodes[col] = blockCodes[i * m + r];
+                        rowDq[col] = panel[i * m + r];
+                    }
+                }
+            });
+            // lazy update of everything right of the block, one product over the slab: A[:, i2:] += Δ·Ũ[i1:i2, i2:]
             int i2 = i1 + width;
-            kernels.gemm(false, false, m, n - i2, width, 1.0, delta, 0, bs, ut, i1 * n + i2, n, acc, i2, n);
+            kernels.gemm(true, false, m, n - i2, width, 1.0, delta, 0, m, ut, i1 * n + i2, n, acc, i2, n);
         }
         for (int r = 0; r < m; r++) {
             rep.rowLoss[r0 + r] = loss[r];
@@ -147,20 +180,12 @@ final class NearestPlaneSweep {
         }
     }
 
-    /** {@code body} for every row of the slab, in tasks of {@link #rowsPerTask} rows run in parallel. */
-    private void forRows(IntConsumer body) {
-        forTasks((lo, hi) -> {
-            for (int r = lo; r < hi; r++) {
-                body.accept(r);
-            }
-        });
-    }
-
     private interface RowRange {
         void accept(int lo, int hi);
     }
 
-    private void forTasks(RowRange body) {
+    /** {@code body} over the slab's rows, in tasks of {@link #rowsPerTask} contiguous rows run in parallel. */
+    private void forRows(RowRange body) {
         int tasks = (m + rowsPerTask - 1) / rowsPerTask;
         IntStream range = IntStream.range(0, tasks);
         if (tasks > 1) {
@@ -172,83 +197,74 @@ final class NearestPlaneSweep {
     /** Columns {@code [c1, c2)} of the block that starts at {@code i1} (in the panels), every row of the slab. */
     private void sweepColumns(int i1, int c1, int c2) {
         if (c2 - c1 <= leaf) {
-            forTasks((lo, hi) -> {
-                int r = lo;
-                for (; r + 3 < hi; r += 4) {
-                    strip4(r, i1, c1, c2);
-                }
-                for (; r < hi; r++) {
-                    strip1(r, i1, c1, c2);
-                }
-            });
+            forRows((lo, hi) -> strip(lo, hi, i1, c1, c2));
             return;
         }
         int mid = c1 + (c2 - c1) / 2;
         sweepColumns(i1, c1, mid);
-        kernels.gemm(false, false, m, c2 - mid, mid - c1, 1.0, delta, c1 - i1, bs, ut, c1 * n + mid, n,
-                panel, mid - i1, bs);
+        // A[:, mid:c2] += Δ[:, c1:mid]·Ũ[c1:mid, mid:c2], in the panels' transposed storage
+        kernels.gemm(true, false, c2 - mid, m, mid - c1, 1.0, ut, c1 * n + mid, n, delta, (c1 - i1) * m, m,
+                panel, (mid - i1) * m, m);
         sweepColumns(i1, mid, c2);
     }
 
-    /** Rows {@code r..r+3} (slab-relative) over columns {@code [c1, c2)}. */
-    private void strip4(int r, int i1, int c1, int c2) {
-        int x0 = r * bs - i1;
-        int x1 = x0 + bs;
-        int x2 = x1 + bs;
-        int x3 = x2 + bs;
-        for (int i = c1; i < c2; i++) {
-            int ui = i * n;
-            double d0 = column(r, x0, i);
-            double d1 = column(r + 1, x1, i);
-            double d2 = column(r + 2, x2, i);
-            double d3 = column(r + 3, x3, i);
-            for (int j = i + 1; j < c2; j++) {
-                double uij = ut[ui + j];
-                panel[x0 + j] += d0 * uij;
-                panel[x1 + j] += d1 * uij;
-                panel[x2 + j] += d2 * uij;
-                panel[x3 + j] += d3 * uij;
-            }
-        }
-    }
-
-    /** Row {@code r} (slab-relative) over columns {@code [c1, c2)}. */
-    private void strip1(int r, int i1, int c1, int c2) {
-        int x0 = r * bs - i1;
-        for (int i = c1; i < c2; i++) {
-            int ui = i * n;
-            double d0 = column(r, x0, i);
-            for (int j = i + 1; j < c2; j++) {
-                panel[x0 + j] += d0 * ut[ui + j];
-            }
-        }
-    }
-
     /**
-     * Column i of row r, whose block entries sit at {@code [x + i]} of the panels: the step of the class comment;
-     * returns the residual δ.
+     * Rows {@code [lo, hi)} (slab-relative) over columns {@code [c1, c2)} of the block starting at {@code i1},
+     * left-looking: column j first receives the residuals of the strip's earlier columns (four at a time, one pass over
+     * the rows per four), then takes its step of the class comment. Every loop runs over contiguous rows. The column's
+     * accumulators, dead after its step, then hold q; the codes go to {@link #blockCodes}.
      */
-    private double column(int r, int x, int i) {
-        int row = r0 + r;
-        int g = groupOf[i];
-        double s = grid.scale[row][g];
-        double z = grid.zero[row][g];
-        double d = ut[i * n + i];
-        double wk = orig[x + i];
-        double xi = wk + panel[x + i] * inv[i];
-        double c = QuantGrid.quantizeUnclipped(xi, s, z);
-        if (clip && (c < 0 || c > grid.maxq)) {
-            c = Math.min(Math.max(c, 0), grid.maxq);
-            clipped[r]++;
+    private void strip(int lo, int hi, int i1, int c1, int c2) {
+        double[] p = panel;
+        double[] dl = delta;
+        int maxq = grid.maxq;
+        for (int j = c1; j < c2; j++) {
+            int pj = (j - i1) * m;
+            int i = c1;
+            for (; i + 3 < j; i += 4) {
+                double u0 = ut[i * n + j];
+                double u1 = ut[(i + 1) * n + j];
+                double u2 = ut[(i + 2) * n + j];
+                double u3 = ut[(i + 3) * n + j];
+                int p0 = (i - i1) * m;
+                int p1 = p0 + m;
+                int p2 = p1 + m;
+                int p3 = p2 + m;
+                for (int r = lo; r < hi; r++) {
+                    p[pj + r] += dl[p0 + r] * u0 + dl[p1 + r] * u1 + dl[p2 + r] * u2 + dl[p3 + r] * u3;
+                }
+            }
+            for (; i < j; i++) {
+                double u = ut[i * n + j];
+                int pi = (i - i1) * m;
+                for (int r = lo; r < hi; r++) {
+                    p[pj + r] += dl[pi + r] * u;
+                }
+            }
+            int g = groupOf[j];
+            double[] sT = scaleT[g];
+            double[] zT = zeroT[g];
+            double d = ut[j * n + j];
+            double d2 = d * d;
+            double r1 = inv[j];
+            for (int r = lo; r < hi; r++) {
+                double s = sT[r];
+                double z = zT[r];
+                double wk = orig[pj + r];
+                double x = wk + p[pj + r] * r1;
+                double c = Math.rint(x / s) + z;
+                if (clip && (c < 0 || c > maxq)) {
+                    c = Math.min(Math.max(c, 0), maxq);
+                    clipped[r]++;
+                }
+                double q = s * (c - z);
+                double e = d * (x - q);
+                loss[r] += e * e;
+                bound[r] += 0.25 * s * s * d2;
+                dl[pj + r] = wk - q;
+                p[pj + r] = q;
+                blockCodes[pj + r] = (int) c;
+            }
         }
-        double q = QuantGrid.dequantize(c, s, z);
-        double ek = d * (xi - q);
-        loss[r] += ek * ek;
-        bound[r] += 0.25 * s * s * (d * d);
-        double res = wk - q;
-        delta[x + i] = res;
-        codes[row][perm[i]] = (int) c;
-        dq[row][perm[i]] = q;
-        return res;
     }
 }

@@ -235,6 +235,52 @@ class SolverAgreementTest {
                 opt.withMethod(Method.RTN), null, k));
     }
 
+    /** The pure-Java kernels under another name: the sweep then splits blocks into 32-column strips with products. */
+    private static final DenseKernels DELEGATE = new DenseKernels() {
+        @Override
+        public String name() {
+            return "delegate";
+        }
+
+        @Override
+        public void gemm(boolean transA, boolean transB, int m, int n, int k, double alpha, double[] a, int aOff,
+                         int lda, double[] b, int bOff, int ldb, double[] c, int cOff, int ldc) {
+            Dense.INSTANCE.gemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+        }
+
+        @Override
+        public void syrkUpper(int n, int k, double alpha, double[] a, int aOff, int lda, double[] c, int cOff, int ldc) {
+            Dense.INSTANCE.syrkUpper(n, k, alpha, a, aOff, lda, c, cOff, ldc);
+        }
+
+        @Override
+        public boolean choleskyLower(double[] a, int n) {
+            return Dense.INSTANCE.choleskyLower(a, n);
+        }
+
+        @Override
+        public void invertLower(double[] l, int n) {
+            Dense.INSTANCE.invertLower(l, n);
+        }
+    };
+
+    @Test
+    void stripsWithProductsBetweenThemAgreeWithClassicGptq() {
+        long seed = Fixtures.freshSeed();
+        Random rnd = new Random(seed);
+        int n = 333;
+        double[][] w = Fixtures.gaussian(rnd, 45, n, 0.05);
+        double[][] h = Fixtures.gram(Fixtures.activations(rnd, 600, n));
+        for (ColumnOrder order : ColumnOrder.values()) {
+            for (int block : new int[] {128, 100, 7}) {
+                GptqSolver.Options opt = GptqSolver.Options.defaults().withOrder(order).withBlockSize(block)
+                        .withGrid(new QuantGrid.Spec(4, 64, false, false)).withClip(block != 100);
+                assertAgree(ClassicGptq.quantize(w, h, opt, null), GptqSolver.quantize(w, h, opt, null, DELEGATE),
+                        "seed " + seed + " " + order + " strips, block " + block);
+            }
+        }
+    }
+
     @Test
     void slabsOfRowsChangeNothing() {
         long seed = Fixtures.freshSeed();

@@ -91,14 +91,19 @@ public final class BenchCommand implements Callable<Integer> {
         if (runs < 1 || tokens < 1) {
             throw new IllegalArgumentException("--runs and --tokens must be ≥ 1");
         }
+        List<int[]> peerLayers = shapes(sizes, 2, "--sizes");
+        List<int[]> inPlaceLayers = shapes(inPlaceSizes, 2, "--in-place-sizes");
+        List<int[]> dims = shapes(hessianDims, 1, "--hessian-dims");
         // the solver's kernels first: their provider may point netlib at the bundled OpenBLAS, which only works
         // before anything else initialises netlib
         DenseKernels kernels = DenseKernels.get();
         BLAS blas = BLAS.getInstance();
-        String machine = String.format(Locale.ROOT, "%s, %d cores, Java %s, max heap %.1f GiB, BLAS %s",
+        String coretype = System.getenv("OPENBLAS_CORETYPE");
+        String machine = String.format(Locale.ROOT, "%s, %d cores, Java %s, max heap %.1f GiB, BLAS %s%s",
                 System.getProperty("os.arch"), Runtime.getRuntime().availableProcessors(),
                 System.getProperty("java.version"), Runtime.getRuntime().maxMemory() / GIB,
-                blas.getClass().getSimpleName());
+                blas.getClass().getSimpleName(), coretype == null ? "" : ", OPENBLAS_CORETYPE=" + coretype
+                        + " (both sides)");
         say("machine: " + machine);
         say("kernels: " + kernels.description());
         if (blas instanceof dev.ludovic.netlib.blas.JavaBLAS) {
@@ -107,14 +112,12 @@ public final class BenchCommand implements Callable<Integer> {
         boolean ownWork = work == null;
         Path dir = ownWork ? Files.createTempDirectory("babai-bench") : Files.createDirectories(work);
         try {
-            List<int[]> peerLayers = shapes(sizes);
             if (!peerLayers.isEmpty()) {
                 peerTable(peerLayers, dir, kernels, blas);
             }
-            for (int[] s : shapes(inPlaceSizes)) {
+            for (int[] s : inPlaceLayers) {
                 inPlace(s[0], s[1], kernels);
             }
-            List<int[]> dims = shapes(hessianDims);
             if (!dims.isEmpty()) {
                 hessianTable(dims, kernels, blas);
             }
@@ -145,8 +148,8 @@ public final class BenchCommand implements Callable<Integer> {
         md.add("|---".repeat((int) line.chars().filter(c -> c == '|').count() - 1) + "|");
     }
 
-    /** "RxC" (or a single dimension) per entry; "none" for none. */
-    private static List<int[]> shapes(List<String> specs) {
+    /** {@code dims} positive integers joined by 'x' per entry ("4096x11008", or "4096" for one); "none" for none. */
+    private static List<int[]> shapes(List<String> specs, int dims, String option) {
         List<int[]> out = new ArrayList<>();
         for (String s : specs) {
             String t = s.trim().toLowerCase(Locale.ROOT);
@@ -154,7 +157,10 @@ public final class BenchCommand implements Callable<Integer> {
                 continue;
             }
             try {
-                String[] rc = t.split("x");
+                String[] rc = t.split("x", -1);
+                if (rc.length != dims) {
+                    throw new NumberFormatException();
+                }
                 int[] v = new int[rc.length];
                 for (int i = 0; i < rc.length; i++) {
                     v[i] = Integer.parseInt(rc[i].trim());
@@ -164,7 +170,8 @@ public final class BenchCommand implements Callable<Integer> {
                 }
                 out.add(v);
             } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("bad size '" + s + "': expected ROWSxCOLS (or DIM) of positive integers");
+                throw new IllegalArgumentException(option + ": bad size '" + s + "', expected "
+                        + (dims == 2 ? "ROWSxCOLS" : "DIM") + " of positive integers");
             }
         }
         return out;
