@@ -16,7 +16,7 @@ import java.io.UncheckedIOException;
                 HessianExportCommand.class, QuantizeCommand.class, ReportCommand.class, ExportCommand.class,
                 DemoCommand.class, Layer0DemoCommand.class, CaptureCommand.class, ApplyCommand.class, EvaluateCommand.class,
                 BenchCommand.class, BenchHessianCommand.class, BenchQuantizeCommand.class, CompareCommand.class,
-                BenchHuffmanCommand.class, PipelineCommand.class,
+                BenchHuffmanCommand.class, PipelineCommand.class, GenerateLlamaCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
