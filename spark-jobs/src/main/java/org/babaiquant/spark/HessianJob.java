@@ -161,6 +161,12 @@ public final class HessianJob {
                 results.add(new Result(p.site(), p.dim(), m.tokens(), 0, true, p.fingerprint()));
                 progress.accept(String.format(Locale.ROOT, "site %s: up to date (fingerprint %s), skipped", p.site(),
                         p.fingerprint().substring(0, 16)));
+            } else if (p.tiles() == 0 && p.dim() > 0) {
+                // files that hold no token (an expert no calibration token was routed to): committed as H = 0, tokens 0,
+                // so that quantize applies its starved-expert rule instead of finding no Hessian
+                commit(spark, emptyWritten(spark, cfg, p), cfg, p);
+                results.add(new Result(p.site(), p.dim(), 0, 0, false, p.fingerprint()));
+                progress.accept("site " + p.site() + ": d=" + p.dim() + ", 0 tokens: committed as an empty Hessian (H = 0)");
             } else if (p.tiles() == 0) {
                 empty++;
                 progress.accept("WARNING: site " + p.site() + " has no tiles; no Hessian written");
@@ -422,6 +428,17 @@ public final class HessianJob {
             bytes.putDouble(v);
         }
         return new Block(k[0], plan.dim(), tokens, bi, bj, rows, cols, bytes.array(), plan.fingerprint());
+    }
+
+    /** An empty temporary directory standing for a zero-token site's written file (no block rows: H = 0). */
+    private static Written emptyWritten(SparkSession spark, Config cfg, SitePlan p) {
+        Path dir = tmpDir(cfg.out(), p.site(), "empty-" + UUID.randomUUID());
+        try {
+            dir.getFileSystem(spark.sparkContext().hadoopConfiguration()).mkdirs(dir);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the Hessian of site " + p.site() + " to " + cfg.out() + ": " + e.getMessage(), e);
+        }
+        return new Written(p.site(), 0, dir.toString());
     }
 
     /** Adds the sidecar to a site's written file and renames its directory into place: complete or absent. */
