@@ -2,11 +2,13 @@ package org.babaiquant.spark;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
-import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.CompressedTensorsPacking;
+import org.babaiquant.core.Half;
+import org.babaiquant.core.Json;
+import org.babaiquant.io.Commit;
 import org.babaiquant.io.SafeTensors;
 
 import java.io.IOException;
@@ -19,7 +21,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.UUID;
 
 /**
  * Export of a quantize output in compressed-tensors' {@code pack-quantized} format, the checkpoint llm-compressor
@@ -93,70 +94,56 @@ public final class CompressedTensorsExport {
         List<String> files = new ArrayList<>();
         List<String> ignore = new ArrayList<>();
         int copied = 0;
-        Path out = new Path(outDir);
-        Path tmp = new Path(out, "_tmp-export-" + UUID.randomUUID());
-        try (ModelWeights model = ModelWeights.open(conf, modelUri)) {
-            FileSystem fs = out.getFileSystem(conf);
+        // the whole folder is replaced when complete (marker last); a failure leaves the old one, or nothing
+        try (ModelWeights model = ModelWeights.open(conf, modelUri);
+             HadoopCommit commit = HadoopCommit.folder(conf, new Path(outDir), Commit.IfExists.REPLACE, Commit.SUCCESS)) {
+            FileSystem fs = commit.fileSystem();
+            Path tmp = commit.temp();
             for (String name : layers.keySet()) {
                 if (!model.names().contains(name)) {
                     throw new BadInputException("quantized layer " + name + " is not a tensor of " + modelUri + ": wrong --model?");
                 }
             }
             Map<String, String> weightMap = new LinkedHashMap<>();
-            try {
-                for (String shard : model.shards()) {
-                    List<SafeTensors.RawTensor> tensors = new ArrayList<>();
-                    for (String name : model.names()) {
-                        if (!model.shardOf(name).equals(shard)) {
-                            continue;
-                        }
-                        QuantizedLayout.LayerShards l = layers.get(name);
-                        if (l != null) {
-                            tensors.addAll(tensors(l, scheme));
-                            continue;
-                        }
-                        SafeTensors.TensorInfo info = model.info(name);
-                        tensors.add(new SafeTensors.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
-                        copied++;
-                        if (info.shape().length == 2 && name.endsWith(".weight")) {
-                            ignore.add(module(name));
-                        }
+            for (String shard : model.shards()) {
+                List<SafeTensors.RawTensor> tensors = new ArrayList<>();
+                for (String name : model.names()) {
+                    if (!model.shardOf(name).equals(shard)) {
+                        continue;
                     }
-                    String fileName = new Path(shard).getName();
-                    for (SafeTensors.RawTensor t : tensors) {
-                        weightMap.put(t.name(), fileName);
+                    QuantizedLayout.LayerShards l = layers.get(name);
+                    if (l != null) {
+                        tensors.addAll(tensors(l, scheme));
+                        continue;
                     }
-                    try (FSDataOutputStream o = fs.create(new Path(tmp, fileName), false)) {
-                        SafeTensors.writeRaw(o, tensors, Map.of("format", "pt"));
-                    }
-                    files.add(fileName);
-                }
-                String qcfg = quantizationConfig(scheme, ignore);
-                GptqExport.write(fs, new Path(tmp, "config.json"), GptqExport.configJson(conf, modelUri, qcfg));
-                if (model.shards().size() > 1) {
-                    StringBuilder idx = new StringBuilder("{\n  \"metadata\": {\"quantized_by\": \"babai-quant\"},\n  \"weight_map\": {\n");
-                    int i = 0;
-                    for (Map.Entry<String, String> e : weightMap.entrySet()) {
-                        idx.append(String.format("    \"%s\": \"%s\"%s%n", e.getKey(), e.getValue(), ++i < weightMap.size() ? "," : ""));
-                    }
-                    GptqExport.write(fs, new Path(tmp, ModelWeights.INDEX_FILE), idx.append("  }\n}\n").toString());
-                }
-                selfCheck(conf, tmp.toString(), layers, scheme);
-                fs.mkdirs(out);
-                for (FileStatus st : fs.listStatus(tmp)) {
-                    Path dst = new Path(out, st.getPath().getName());
-                    if (fs.exists(dst)) {
-                        fs.delete(dst, false);
-                    }
-                    if (!fs.rename(st.getPath(), dst)) {
-                        throw new IOException("rename to " + dst + " failed");
+                    SafeTensors.TensorInfo info = model.info(name);
+                    tensors.add(new SafeTensors.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
+                    copied++;
+                    if (info.shape().length == 2 && name.endsWith(".weight")) {
+                        ignore.add(module(name));
                     }
                 }
-            } finally {
-                fs.delete(tmp, true);
+                String fileName = new Path(shard).getName();
+                for (SafeTensors.RawTensor t : tensors) {
+                    weightMap.put(t.name(), fileName);
+                }
+                try (FSDataOutputStream o = fs.create(new Path(tmp, fileName), false)) {
+                    SafeTensors.writeRaw(o, tensors, Map.of("format", "pt"));
+                }
+                files.add(fileName);
             }
+            String qcfg = quantizationConfig(scheme, ignore);
+            GptqExport.write(fs, new Path(tmp, "config.json"), GptqExport.configJson(conf, modelUri, qcfg));
+            if (model.shards().size() > 1) {
+                Map<String, Object> index = new LinkedHashMap<>();
+                index.put("metadata", Map.of("quantized_by", "babai-quant"));
+                index.put("weight_map", weightMap);
+                GptqExport.write(fs, new Path(tmp, ModelWeights.INDEX_FILE), Json.write(index));
+            }
+            selfCheck(conf, tmp.toString(), layers, scheme);
+            commit.commit();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot export to " + outDir + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot export to " + Uris.redact(outDir) + ": " + e.getMessage(), e);
         }
         return new Summary(layers.size(), copied, files, scheme.bits(), scheme.groupSize(), scheme.symmetric(), scheme.actorder(),
                 List.copyOf(ignore));
@@ -222,7 +209,7 @@ public final class CompressedTensorsExport {
         ByteBuffer scales = ByteBuffer.allocate(2 * groups * l.rows()).order(ByteOrder.LITTLE_ENDIAN);
         for (int r = 0; r < l.rows(); r++) {
             for (int k = 0; k < groups; k++) {
-                scales.putShort(SafeTensors.floatToHalf((float) l.scales()[r][k]));
+                scales.putShort(Half.fromFloat((float) l.scales()[r][k]));
             }
         }
         List<SafeTensors.RawTensor> t = new ArrayList<>();
@@ -247,20 +234,32 @@ public final class CompressedTensorsExport {
      * also know are written inside {@code weights} ({@code QuantizationArgs} forbids unknown keys).
      */
     static String quantizationConfig(Scheme s, List<String> ignore) {
-        StringBuilder ig = new StringBuilder();
-        for (int i = 0; i < ignore.size(); i++) {
-            ig.append(i == 0 ? "\n    " : ",\n    ").append('"').append(ignore.get(i)).append('"');
-        }
-        return String.format(Locale.ROOT, "{\n  \"quant_method\": \"compressed-tensors\",\n  \"format\": \"pack-quantized\",\n"
-                        + "  \"quantization_status\": \"compressed\",\n  \"global_compression_ratio\": null,\n"
-                        + "  \"config_groups\": {\n    \"group_0\": {\n      \"targets\": [\"Linear\"],\n      \"weights\": {\n"
-                        + "        \"num_bits\": %d,\n        \"type\": \"int\",\n        \"symmetric\": %b,\n        \"strategy\": \"%s\",\n"
-                        + "        \"group_size\": %s,\n        \"block_structure\": null,\n        \"dynamic\": false,\n"
-                        + "        \"actorder\": %s,\n        \"observer\": \"minmax\",\n        \"observer_kwargs\": {}\n      },\n"
-                        + "      \"input_activations\": null,\n      \"output_activations\": null,\n      \"format\": \"pack-quantized\"\n"
-                        + "    }\n  },\n  \"ignore\": [%s%s],\n  \"kv_cache_scheme\": null\n}\n",
-                s.bits(), s.symmetric(), s.strategy(), s.groupSize() == -1 ? "null" : String.valueOf(s.groupSize()),
-                s.actorder() == null ? "null" : "\"" + s.actorder() + "\"", ig, ignore.isEmpty() ? "" : "\n  ");
+        Map<String, Object> weights = new LinkedHashMap<>();
+        weights.put("num_bits", s.bits());
+        weights.put("type", "int");
+        weights.put("symmetric", s.symmetric());
+        weights.put("strategy", s.strategy());
+        weights.put("group_size", s.groupSize() == -1 ? null : s.groupSize());
+        weights.put("block_structure", null);
+        weights.put("dynamic", false);
+        weights.put("actorder", s.actorder());
+        weights.put("observer", "minmax");
+        weights.put("observer_kwargs", new LinkedHashMap<>());
+        Map<String, Object> group = new LinkedHashMap<>();
+        group.put("targets", List.of("Linear"));
+        group.put("weights", weights);
+        group.put("input_activations", null);
+        group.put("output_activations", null);
+        group.put("format", "pack-quantized");
+        Map<String, Object> q = new LinkedHashMap<>();
+        q.put("quant_method", "compressed-tensors");
+        q.put("format", "pack-quantized");
+        q.put("quantization_status", "compressed");
+        q.put("global_compression_ratio", null);
+        q.put("config_groups", Map.of("group_0", group));
+        q.put("ignore", ignore);
+        q.put("kv_cache_scheme", null);
+        return Json.write(q);
     }
 
     /** Re-reads the written checkpoint and checks that every layer dequantizes exactly to its shards. */
@@ -285,7 +284,7 @@ public final class CompressedTensorsExport {
                 for (int r = 0; r < l.rows(); r++) {
                     double[] scale = new double[groups];
                     for (int k = 0; k < groups; k++) {
-                        scale[k] = SafeTensors.halfToFloat(sb.getShort());
+                        scale[k] = Half.toFloat(sb.getShort());
                     }
                     for (int j = 0; j < l.cols(); j++) {
                         int g = gIdx == null ? j / gs : gIdx[j];
