@@ -7,18 +7,20 @@ import java.util.regex.Pattern;
  * layer has inputs (t &lt; n): H = XᵀX then has rank ≤ t, so GPTQ fits the expert to a t-dimensional subspace and
  * leaves the other n − t directions to the 1% damping alone (overfitting the few tokens), and with t = 0 every input
  * is a dead column (H = 0) and GPTQ's dead-column rule would zero the whole weight. GPTQ tools are known to fail here
- * (NaN scales, experts silently left unquantized). The rule, applied per layer and recorded in the report:
+ * (NaN scales, experts silently left unquantized). The rule, applied per layer and recorded in the report's
+ * {@code starved} column:
  * <ul>
- *   <li><b>t = 0</b> (the expert received no token; any rule): round to nearest against H = I, i.e. the weight-space
- *       error, instead of an all-dead Hessian. Recorded {@code rtn}.</li>
+ *   <li><b>t = 0</b> (the expert received no token; any rule): the method runs on H = I, the weight-space error, instead
+ *       of an all-dead Hessian; for gptq, babai and rtn that gives exactly round-to-nearest codes (a diagonal H has no
+ *       error feedback, in every order). Recorded {@code identity}.</li>
  *   <li><b>0 &lt; t &lt; n, rule {@code damp}</b> (default): escalated damping. The solver damps H + λI with
- *       λ = percdamp · mean(diag H); we raise percdamp to at least (n − t)/t. Since codes do not depend on the scale of
- *       H, this is the same as shrinking the per-token second moment H/t toward its mean variance
+ *       λ = damp · mean(diag H); the damping fraction is raised to at least (n − t)/t. Since codes do not depend on the
+ *       scale of H, this is the same as shrinking the per-token second moment H/t toward its mean variance
  *       (tr H / (n·t))·I with weight α = 1 − t/n: (t/n)·H/t + (1 − t/n)·(tr H/(n·t))·I ∝ H + ((n − t)/t)·mean(diag H)·I.
  *       With few tokens the result approaches round to nearest, at t → n the requested damping. Recorded {@code damp};
  *       the report's {@code damping} column shows the fraction used.</li>
- *   <li><b>0 &lt; t &lt; n, rule {@code rtn}</b>: round to nearest on the layer's grid (loss measured against the
- *       expert's own H). Recorded {@code rtn}.</li>
+ *   <li><b>0 &lt; t &lt; n, rule {@code rtn}</b>: round to nearest on the layer's grid, its loss measured on the expert's
+ *       own H (grid methods only). Recorded {@code rtn}.</li>
  *   <li>Otherwise (t ≥ n, or not an expert): unchanged, recorded {@code none}. Dense layers keep GPTQ's behaviour
  *       with t &lt; n (the bundled MiniLM FFN-down has 1024 tokens for 1536 inputs); a dense layer with no token at all
  *       is an error for the caller to report.</li>
@@ -53,10 +55,10 @@ public final class StarvedExperts {
     }
 
     /**
-     * What to run: the options (method and damping possibly changed), whether to replace H by the identity, and the
-     * report's {@code starved} value ({@code none}, {@code damp} or {@code rtn}).
+     * What to run: the report's {@code starved} value ({@code none}, {@code identity}, {@code damp} or {@code rtn}),
+     * whether H is replaced by the identity, whether the method becomes round to nearest, and the damping fraction.
      */
-    public record Plan(String applied, GptqSolver.Options options, boolean identityHessian) {}
+    public record Plan(String applied, boolean identityHessian, boolean rtn, double damp) {}
 
     public static boolean isExpert(String layer) {
         return EXPERT.matcher(layer).matches();
@@ -70,17 +72,23 @@ public final class StarvedExperts {
         return (inputs - tokens) / (double) tokens;
     }
 
-    public static Plan plan(String layer, long tokens, int inputs, Rule rule, GptqSolver.Options opt) {
+    /** The rule for one layer of {@code inputs} columns whose Hessian saw {@code tokens} tokens; {@code damp} as asked. */
+    public static Plan plan(String layer, long tokens, int inputs, Rule rule, double damp) {
         if (!isExpert(layer) || tokens >= inputs) {
-            return new Plan("none", opt, false);
+            return new Plan("none", false, false, damp);
         }
         if (tokens <= 0) {
-            return new Plan("rtn", opt.withMethod(Method.RTN), true);
+            return new Plan("identity", true, false, damp);
         }
         if (rule == Rule.RTN) {
-            return new Plan("rtn", opt.withMethod(Method.RTN), false);
+            return new Plan("rtn", false, true, damp);
         }
-        return new Plan("damp", opt.withDamp(Math.max(opt.percdamp(), escalatedDamping(tokens, inputs))), false);
+        return new Plan("damp", false, false, Math.max(damp, escalatedDamping(tokens, inputs)));
+    }
+
+    /** The solver options for a plan: RTN and the damping fraction applied. */
+    public static GptqSolver.Options apply(Plan p, GptqSolver.Options opt) {
+        return (p.rtn() ? opt.withMethod(Method.RTN) : opt).withDamp(p.damp());
     }
 
     /** H = I of size n (the t = 0 case). */

@@ -31,38 +31,38 @@ class StarvedExpertsTest {
 
     @Test
     void theRuleDependsOnTokensAgainstInputs() {
-        StarvedExperts.Plan p0 = StarvedExperts.plan(EXPERT, 0, N, StarvedExperts.Rule.DAMP, OPT);
-        assertEquals("rtn", p0.applied());
-        assertEquals(Method.RTN, p0.options().method());
+        StarvedExperts.Plan p0 = StarvedExperts.plan(EXPERT, 0, N, StarvedExperts.Rule.DAMP, 0.01);
+        assertEquals("identity", p0.applied());
         assertTrue(p0.identityHessian());
+        assertEquals(OPT, StarvedExperts.apply(p0, OPT), "the method runs as asked, on H = I");
 
-        StarvedExperts.Plan p3 = StarvedExperts.plan(EXPERT, 3, N, StarvedExperts.Rule.DAMP, OPT);
+        StarvedExperts.Plan p3 = StarvedExperts.plan(EXPERT, 3, N, StarvedExperts.Rule.DAMP, 0.01);
         assertEquals("damp", p3.applied());
-        assertEquals(Method.GPTQ, p3.options().method());
-        assertEquals(29.0 / 3, p3.options().percdamp(), 0);
+        assertEquals(Method.GPTQ, StarvedExperts.apply(p3, OPT).method());
+        assertEquals(29.0 / 3, StarvedExperts.apply(p3, OPT).percdamp(), 0);
         assertFalse(p3.identityHessian());
 
-        StarvedExperts.Plan p10 = StarvedExperts.plan(EXPERT, 10, N, StarvedExperts.Rule.DAMP, OPT);
-        assertEquals(22.0 / 10, p10.options().percdamp(), 1e-15);
+        StarvedExperts.Plan p10 = StarvedExperts.plan(EXPERT, 10, N, StarvedExperts.Rule.DAMP, 0.01);
+        assertEquals(22.0 / 10, p10.damp(), 1e-15);
 
-        StarvedExperts.Plan r3 = StarvedExperts.plan(EXPERT, 3, N, StarvedExperts.Rule.RTN, OPT);
+        StarvedExperts.Plan r3 = StarvedExperts.plan(EXPERT, 3, N, StarvedExperts.Rule.RTN, 0.01);
         assertEquals("rtn", r3.applied());
-        assertEquals(Method.RTN, r3.options().method());
+        assertEquals(Method.RTN, StarvedExperts.apply(r3, OPT).method());
         assertFalse(r3.identityHessian(), "with tokens, RTN's loss is measured on the expert's own H");
 
-        assertEquals("none", StarvedExperts.plan(EXPERT, N, N, StarvedExperts.Rule.DAMP, OPT).applied());
-        assertEquals(OPT, StarvedExperts.plan(EXPERT, 40, N, StarvedExperts.Rule.DAMP, OPT).options());
-        assertEquals("none", StarvedExperts.plan("model.layers.0.mlp.down_proj.weight", 3, N, StarvedExperts.Rule.DAMP, OPT).applied(),
+        assertEquals("none", StarvedExperts.plan(EXPERT, N, N, StarvedExperts.Rule.DAMP, 0.01).applied());
+        assertEquals(OPT, StarvedExperts.apply(StarvedExperts.plan(EXPERT, 40, N, StarvedExperts.Rule.DAMP, 0.01), OPT));
+        assertEquals("none", StarvedExperts.plan("model.layers.0.mlp.down_proj.weight", 3, N, StarvedExperts.Rule.DAMP, 0.01).applied(),
                 "dense layers keep GPTQ's behaviour");
         // a requested damping above the escalation is kept
-        assertEquals(50.0, StarvedExperts.plan(EXPERT, 3, N, StarvedExperts.Rule.DAMP, OPT.withDamp(50)).options().percdamp(), 0);
+        assertEquals(50.0, StarvedExperts.plan(EXPERT, 3, N, StarvedExperts.Rule.DAMP, 50).damp(), 0);
         assertThrows(IllegalArgumentException.class, () -> StarvedExperts.escalatedDamping(0, N));
         assertThrows(IllegalArgumentException.class, () -> StarvedExperts.escalatedDamping(N, N));
         assertEquals(StarvedExperts.Rule.RTN, StarvedExperts.Rule.parse("RTN"));
         assertThrows(IllegalArgumentException.class, () -> StarvedExperts.Rule.parse("skip"));
     }
 
-    /** With no token H = 0: GPTQ's dead-column rule zeroes the whole expert; the rule rounds W to nearest instead. */
+    /** With no token H = 0: GPTQ's dead-column rule zeroes the whole expert; on H = I it rounds W to nearest instead. */
     @Test
     void anExpertWithNoTokenIsRoundedToNearestNotZeroed() {
         double[][] w = weights(new Random(0));
@@ -71,8 +71,9 @@ class StarvedExpertsTest {
         for (double[] row : plain.dequant()) {
             assertTrue(Arrays.stream(row).allMatch(v -> v == 0), "the failure the rule exists for: every input is dead");
         }
-        StarvedExperts.Plan p = StarvedExperts.plan(EXPERT, 0, N, StarvedExperts.Rule.DAMP, OPT);
-        QuantizedLayer q = GptqSolver.quantize(w, StarvedExperts.identity(N), p.options());
+        StarvedExperts.Plan p = StarvedExperts.plan(EXPERT, 0, N, StarvedExperts.Rule.DAMP, 0.01);
+        assertTrue(p.identityHessian());
+        QuantizedLayer q = GptqSolver.quantize(w, StarvedExperts.identity(N), StarvedExperts.apply(p, OPT));
         QuantizedLayer rtn = GptqSolver.quantize(w, StarvedExperts.identity(N), OPT.withMethod(Method.RTN).withOrder(ColumnOrder.NATURAL));
         for (int r = 0; r < ROWS; r++) {
             assertArrayEquals(rtn.codes()[r], q.codes()[r]);
@@ -98,14 +99,14 @@ class StarvedExpertsTest {
                 double[][] calib = Arrays.copyOfRange(x, 0, tokens);
                 double[][] held = Arrays.copyOfRange(x, tokens, x.length);
                 double[][] h = new HessianAccumulator(N).add(calib).hessian();
-                StarvedExperts.Plan p = StarvedExperts.plan(EXPERT, tokens, N, StarvedExperts.Rule.DAMP, OPT);
+                GptqSolver.Options escalated = StarvedExperts.apply(StarvedExperts.plan(EXPERT, tokens, N, StarvedExperts.Rule.DAMP, 0.01), OPT);
                 double plain = GptqSolver.relativeOutputError(held, w, GptqSolver.quantize(w, h, OPT).dequant());
-                QuantizedLayer damped = GptqSolver.quantize(w, h, p.options());
+                QuantizedLayer damped = GptqSolver.quantize(w, h, escalated);
                 double rule = GptqSolver.relativeOutputError(held, w, damped.dequant());
                 double rtn = GptqSolver.relativeOutputError(held, w, GptqSolver.quantize(w, h, OPT.withMethod(Method.RTN)).dequant());
                 System.out.printf("tokens %2d seed %d: held-out error plain GPTQ %.5f, escalated damping %.5f, RTN %.5f%n", tokens, seed,
                         plain, rule, rtn);
-                assertEquals(p.options().percdamp(), damped.report().percdampUsed, 0, "the report shows the damping used");
+                assertEquals(escalated.percdamp(), damped.report().percdampUsed, 0, "the report shows the damping used");
                 assertTrue(rule < plain, "tokens " + tokens + " seed " + seed + ": " + rule + " vs plain " + plain);
             }
         }
