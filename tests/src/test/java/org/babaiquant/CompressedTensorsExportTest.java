@@ -279,6 +279,25 @@ class CompressedTensorsExportTest {
                 "nothing written on refusal");
     }
 
+    @Test
+    void theExportCommandWritesEitherFormatAndRefusesOthersWithExitTwo() {
+        String q = dir.resolve("q-asym-natural").toString();
+        QuantizeLayerCliTest.Run ct = QuantizeLayerCliTest.run("export", "--quantized", q, "--model", model.toString(), "--out",
+                dir.resolve("cli-ct").toString(), "--format", "compressed-tensors", "--g-idx");
+        assertEquals(0, ct.status(), ct.out() + ct.err());
+        assertTrue(ct.out().contains("compressed-tensors pack-quantized (4-bit, group 32, asymmetric, actorder group)"), ct.out());
+        assertTrue(SafeTensors.list(dir.resolve("cli-ct/model.safetensors")).containsKey("model.layers.0.mlp.up_proj.weight_g_idx"));
+        QuantizeLayerCliTest.Run gptq = QuantizeLayerCliTest.run("export", "--quantized", q, "--model", model.toString(), "--out",
+                dir.resolve("cli-gptq").toString());
+        assertEquals(0, gptq.status(), gptq.out() + gptq.err());
+        assertTrue(Files.exists(dir.resolve("cli-gptq/quantize_config.json")));
+        QuantizeLayerCliTest.Run bad = QuantizeLayerCliTest.run("export", "--quantized", q, "--model", model.toString(), "--out",
+                dir.resolve("cli-bad").toString(), "--format", "awq");
+        assertEquals(2, bad.status(), bad.out() + bad.err());
+        assertTrue(bad.err().contains("awq") && bad.err().contains("compressed-tensors"), bad.err());
+        assertFalse(Files.exists(dir.resolve("cli-bad")));
+    }
+
     /** MODULE<TAB>expected.npy with the shards' dequantized weight (QuantizedLayout's reader, not the exporter). */
     private static Path manifest(String run) throws IOException {
         StringBuilder sb = new StringBuilder();
