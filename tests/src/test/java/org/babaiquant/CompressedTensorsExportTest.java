@@ -239,6 +239,39 @@ class CompressedTensorsExportTest {
         }
     }
 
+    /** A sharded model (two files and an index) exports to two files and a rewritten index, read back exactly. */
+    @Test
+    void aShardedModelExportsShardByShardWithItsIndex() throws Exception {
+        Path sharded = dir.resolve("sharded");
+        Files.createDirectories(sharded);
+        Map<String, SafeTensors.TensorInfo> all = SafeTensors.list(model);
+        List<SafeTensors.RawTensor> first = new ArrayList<>();
+        List<SafeTensors.RawTensor> second = new ArrayList<>();
+        StringBuilder index = new StringBuilder("{\"metadata\": {}, \"weight_map\": {");
+        int i = 0;
+        for (SafeTensors.TensorInfo t : all.values()) {
+            boolean one = t.name().contains("self_attn") || t.name().contains("embed");
+            String file = one ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+            (one ? first : second).add(new SafeTensors.RawTensor(t.name(), t.dtype(), t.shape(), SafeTensors.readRaw(model, t.name())));
+            index.append(i++ == 0 ? "" : ", ").append('"').append(t.name()).append("\": \"").append(file).append('"');
+        }
+        SafeTensors.writeRaw(sharded.resolve("model-00001-of-00002.safetensors"), first, Map.of("format", "pt"));
+        SafeTensors.writeRaw(sharded.resolve("model-00002-of-00002.safetensors"), second, Map.of("format", "pt"));
+        Files.writeString(sharded.resolve("model.safetensors.index.json"), index.append("}}\n").toString());
+        Path out = dir.resolve("ct-sharded");
+        CompressedTensorsExport.Summary s = CompressedTensorsExport.export(CONF, dir.resolve("q-sym-actorder").toString(),
+                sharded.toString(), out.toString(), false);
+        assertEquals(List.of("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"), s.files());
+        JsonNode map = new ObjectMapper().readTree(out.resolve("model.safetensors.index.json").toFile()).get("weight_map");
+        assertEquals("model-00001-of-00002.safetensors", map.get("model.layers.0.self_attn.q_proj.weight_packed").asText());
+        assertEquals("model-00002-of-00002.safetensors", map.get("model.layers.0.mlp.down_proj.weight_scale").asText());
+        assertFalse(map.has("model.layers.0.mlp.down_proj.weight"));
+        assumePythonWithNumpy();
+        Proc p = python(out, manifest("sym-actorder"));
+        assertEquals(0, p.exit(), p.out());
+        assertEquals(QUANTIZED.size(), p.out().lines().filter(l -> l.startsWith("OK ")).count(), p.out());
+    }
+
     /** The reader is a real check: one flipped bit in one packed word is a mismatch. */
     @Test
     void theIndependentReaderSeesOneFlippedBit() throws Exception {
