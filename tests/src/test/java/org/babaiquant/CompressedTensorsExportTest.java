@@ -6,8 +6,10 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.Method;
+import org.babaiquant.core.QuantGrid;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.method.MethodSpec;
 import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.CompressedTensorsExport;
 import org.babaiquant.spark.HessianJob;
@@ -118,8 +120,9 @@ class CompressedTensorsExportTest {
     }
 
     static QuantizeJob.Config cfg(String name, Method method, int bits, int gs, boolean sym, ColumnOrder order, boolean clip) {
-        return new QuantizeJob.Config(model.toString(), dir.resolve("h").toString(), dir.resolve("q-" + name).toString(), method, bits, gs,
-                sym, false, order, clip, 0.01, 128, null, List.of(), null, null, 256, "cpu", 0, false);
+        return new QuantizeJob.Config(model.toString(), dir.resolve("h").toString(), dir.resolve("q-" + name).toString(),
+                MethodSpec.grid(method.cliName, new QuantGrid.Spec(bits, gs, sym, false), order, clip, 0.01), null, List.of(), null, null,
+                256, "cpu", 0, false);
     }
 
     static double[][] gaussian(Random rnd, int rows, int cols, double sd) {

@@ -521,7 +521,7 @@ public final class PipelineCommand implements Callable<Integer> {
             hessianForce = he.bool("force", false);
 
             Section q = top.section("quantize", Set.of("out", "method", "bits", "groupSize", "sym", "mse", "order", "clip", "damp",
-                    "blockSize", "layers", "map", "mapFile", "evalActivations", "evalTokens", "backend", "force"));
+                    "blockSize", "layers", "map", "mapFile", "evalActivations", "evalTokens", "backend", "force", "starved"));
             quantizeOut = q.str("out", work == null ? null : work + "/quantized");
             quantize = q.values;
             top.section("report", Set.of());
@@ -655,7 +655,8 @@ public final class PipelineCommand implements Callable<Integer> {
                     q.bool("mse", false)), ColumnOrder.parse(q.str("order", "act-order")), q.bool("clip", true), q.dbl("damp", 0.01),
                     q.integer("blockSize", 128), 6, 0.01, 0);
             return new QuantizeJob.Config(modelUri, hessianOut, quantizeOut, spec, q.str("layers", null), q.strList("map", List.of()),
-                    q.str("mapFile", null), evalActivations, q.integer("evalTokens", 2048), backend, 0, q.bool("force", false));
+                    q.str("mapFile", null), evalActivations, q.integer("evalTokens", 2048), backend, 0, q.bool("force", false),
+                    org.babaiquant.core.StarvedExperts.Rule.parse(q.str("starved", "damp")));
         }
 
         String describe() {
