@@ -313,6 +313,13 @@ class CompressedTensorsExportTest {
         assertTrue(e.getMessage().contains("group"), e.getMessage());
         assertFalse(Files.exists(dir.resolve("ct-noclip")) || Files.exists(dir.resolve("ct-3bit")) || Files.exists(dir.resolve("ct-bad")),
                 "nothing written on refusal");
+        // the output folder is replaced whole: it may not be the model's folder or hold the quantize output
+        for (Path bad : List.of(model.getParent(), dir)) {
+            e = assertThrows(BadInputException.class, () -> CompressedTensorsExport.export(CONF, dir.resolve("q-sym-actorder").toString(),
+                    model.toString(), bad.toString(), false));
+            assertTrue(e.getMessage().contains("would replace"), e.getMessage());
+        }
+        assertTrue(Files.exists(model), "the model is untouched");
     }
 
     @Test

@@ -8,6 +8,7 @@ import org.babaiquant.BadInputException;
 import org.babaiquant.core.CompressedTensorsPacking;
 import org.babaiquant.core.Half;
 import org.babaiquant.core.Json;
+import org.babaiquant.core.StarvedExperts;
 import org.babaiquant.io.Commit;
 import org.babaiquant.io.SafeTensors;
 
@@ -56,7 +57,7 @@ public final class CompressedTensorsExport {
 
     /** What was written. {@code actorder} null when none is declared. */
     public record Summary(int layers, int copied, List<String> files, int bits, int groupSize, boolean symmetric, String actorder,
-                          List<String> ignore) {}
+                          List<String> ignore, int experts) {}
 
     /** The one scheme every exported layer shares (compressed-tensors' config group). */
     record Scheme(int bits, int groupSize, boolean symmetric, String actorder, boolean gIdx) {
@@ -90,6 +91,7 @@ public final class CompressedTensorsExport {
             layers.put(name, QuantizedLayout.readLayer(conf, quantized, name));
         }
         Scheme scheme = scheme(layers, orders, syms, gIdx);
+        refuseReplacingInputs(conf, outDir, modelUri, quantized);
 
         List<String> files = new ArrayList<>();
         List<String> ignore = new ArrayList<>();
@@ -146,7 +148,25 @@ public final class CompressedTensorsExport {
             throw new UncheckedIOException("cannot export to " + Uris.redact(outDir) + ": " + e.getMessage(), e);
         }
         return new Summary(layers.size(), copied, files, scheme.bits(), scheme.groupSize(), scheme.symmetric(), scheme.actorder(),
-                List.copyOf(ignore));
+                List.copyOf(ignore), (int) layers.keySet().stream().filter(StarvedExperts::isExpert).count());
+    }
+
+    /** The output folder is replaced whole: it must not be, or hold, the model or the quantize output being read. */
+    static void refuseReplacingInputs(Configuration conf, String outDir, String... inputs) {
+        try {
+            Path out = new Path(outDir);
+            String o = out.getFileSystem(conf).makeQualified(out).toString();
+            for (String in : inputs) {
+                Path p = new Path(in);
+                String i = p.getFileSystem(conf).makeQualified(p).toString();
+                if (i.equals(o) || i.startsWith(o.endsWith("/") ? o : o + "/")) {
+                    throw new BadInputException("--out " + Uris.redact(outDir) + " would replace " + Uris.redact(in)
+                            + ", which the export reads: choose another --out");
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot resolve " + Uris.redact(outDir) + ": " + e.getMessage(), e);
+        }
     }
 
     /** Checks that every layer fits one pack-quantized scheme and returns it. */
@@ -304,6 +324,9 @@ public final class CompressedTensorsExport {
         return String.format(Locale.ROOT, "%d quantized layer(s) as compressed-tensors pack-quantized (%d-bit, %s, %s, actorder %s), "
                         + "%d tensor(s) copied unchanged, %d module(s) in ignore, files %s", s.layers(), s.bits(),
                 s.groupSize() == -1 ? "per-channel" : "group " + s.groupSize(), s.symmetric() ? "symmetric" : "asymmetric",
-                s.actorder(), s.copied(), s.ignore().size(), s.files());
+                s.actorder(), s.copied(), s.ignore().size(), s.files())
+                + (s.experts() > 0 && !s.symmetric() ? "; note: " + s.experts() + " mixture-of-experts expert layer(s) are asymmetric, "
+                + "and vLLM's fused-MoE kernels for compressed-tensors accept symmetric schemes only (quantize with --sym to serve them)"
+                : "");
     }
 }
