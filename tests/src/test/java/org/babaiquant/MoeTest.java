@@ -93,6 +93,16 @@ class MoeTest {
         assertEquals(2, again.stream().filter(l -> l.contains("up to date")).count(), again.toString());
     }
 
+    @Test
+    void anUnknownStarvedRuleIsExitTwoWithOneLine(@TempDir Path tmp) {
+        QuantizeLayerCliTest.Run r = QuantizeLayerCliTest.run("quantize", "--model", tmp.resolve("m.safetensors").toString(), "--hessians",
+                tmp.resolve("h").toString(), "--out", tmp.resolve("q").toString(), "--starved", "skip");
+        assertEquals(2, r.status(), r.out() + r.err());
+        assertTrue(r.err().contains("starved-expert rule 'skip'"), r.err());
+        assertEquals(1, r.err().strip().lines().count(), r.err());
+        assertTrue(!java.nio.file.Files.exists(tmp.resolve("q")), "nothing written");
+    }
+
     /** One safetensors dump holding every expert's routed tokens, imported with one rule whose site uses the groups. */
     @Test
     void aSiteMapRuleWithGroupsImportsEveryExpertFromOneFile(@TempDir Path tmp) {
