@@ -20,7 +20,6 @@ import org.babaiquant.onnx.ActivationCapture;
 import org.babaiquant.onnx.BundledMiniLm;
 import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.ActivationLayout;
-import org.babaiquant.spark.GptqExport;
 import org.babaiquant.spark.HadoopConfs;
 import org.babaiquant.spark.HessianJob;
 import org.babaiquant.spark.QuantizeJob;
@@ -251,21 +250,19 @@ public final class PipelineCommand implements Callable<Integer> {
         if (fps.isEmpty()) {
             throw new BadInputException("nothing to export: no committed layer under " + plan.quantizeOut + "/reports");
         }
-        String fp = sha256("babai-export v1|" + plan.exportFormat + "|" + plan.modelUri + "|" + plan.exportOut + "|" + fps);
+        String fp = sha256("babai-export v1|" + plan.exportFormat + (plan.exportGIdx ? "+g_idx" : "") + "|" + plan.modelUri + "|" + plan.exportOut + "|" + fps);
         Path record = new Path(plan.quantizeOut, "_exported.sha256");
         try {
             FileSystem fs = record.getFileSystem(conf);
             if (fs.exists(record) && readString(fs, record).trim().equals(fp)
-                    && fs.exists(new Path(plan.exportOut, "quantize_config.json"))) {
+                    && fs.exists(new Path(plan.exportOut, org.babaiquant.spark.Exports.completeMarker(plan.exportFormat)))) {
                 System.out.println("export " + plan.exportOut + ": up to date (" + fps.size() + " layers), skipped");
                 return;
             }
             fs.delete(record, false);
-            if (!"gptq".equals(plan.exportFormat)) {
-                throw new BadInputException("export.format " + plan.exportFormat + " is not supported: gptq is the only export format");
-            }
-            GptqExport.Summary s = GptqExport.export(conf, plan.quantizeOut, plan.modelUri, plan.exportOut);
-            System.out.println("exported " + GptqExport.describe(s) + "; self-check passed; wrote " + plan.exportOut);
+            String s = org.babaiquant.spark.Exports.export(conf, plan.exportFormat, plan.quantizeOut, plan.modelUri, plan.exportOut,
+                    plan.exportGIdx);
+            System.out.println("exported " + s + "; self-check passed; wrote " + plan.exportOut);
             try (FSDataOutputStream o = fs.create(record, true)) {
                 o.write((fp + "\n").getBytes(StandardCharsets.UTF_8));
             }
@@ -361,6 +358,7 @@ public final class PipelineCommand implements Callable<Integer> {
         Map<String, Object> quantize;
         String exportOut;
         String exportFormat;
+        boolean exportGIdx;
         private Map<String, Object> resolved;
 
         static Plan load(java.nio.file.Path file, List<String> sets, List<String> stagesOverride, String masterOverride) {
@@ -523,13 +521,17 @@ public final class PipelineCommand implements Callable<Integer> {
             hessianForce = he.bool("force", false);
 
             Section q = top.section("quantize", Set.of("out", "method", "bits", "groupSize", "sym", "mse", "order", "clip", "damp",
-                    "blockSize", "layers", "map", "mapFile", "evalActivations", "evalTokens", "backend", "force"));
+                    "blockSize", "layers", "map", "mapFile", "evalActivations", "evalTokens", "backend", "force", "starved"));
             quantizeOut = q.str("out", work == null ? null : work + "/quantized");
             quantize = q.values;
             top.section("report", Set.of());
-            Section ex = top.section("export", Set.of("out", "format"));
+            Section ex = top.section("export", Set.of("out", "format", "gIdx"));
             exportOut = ex.str("out", work == null ? null : work + "/gptq");
             exportFormat = ex.str("format", "gptq");
+            exportGIdx = ex.bool("gIdx", false);
+            if (!org.babaiquant.spark.Exports.FORMATS.contains(exportFormat)) {
+                throw new BadInputException(file + ": export.format must be one of " + org.babaiquant.spark.Exports.FORMATS + ", got " + exportFormat);
+            }
 
             for (String s : stages) {
                 switch (s) {
@@ -653,7 +655,8 @@ public final class PipelineCommand implements Callable<Integer> {
                     q.bool("mse", false)), ColumnOrder.parse(q.str("order", "act-order")), q.bool("clip", true), q.dbl("damp", 0.01),
                     q.integer("blockSize", 128), 6, 0.01, 0);
             return new QuantizeJob.Config(modelUri, hessianOut, quantizeOut, spec, q.str("layers", null), q.strList("map", List.of()),
-                    q.str("mapFile", null), evalActivations, q.integer("evalTokens", 2048), backend, 0, q.bool("force", false));
+                    q.str("mapFile", null), evalActivations, q.integer("evalTokens", 2048), backend, 0, q.bool("force", false),
+                    org.babaiquant.core.StarvedExperts.Rule.parse(q.str("starved", "damp")));
         }
 
         String describe() {

@@ -17,17 +17,18 @@ public final class ReportCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        System.out.printf(Locale.ROOT, "%-48s %-6s %4s %5s %11s %11s %7s %8s %9s %8s %6s %7s%n", "layer", "method", "bits", "group",
-                "loss", "bound", "l/b", "clipped", "eval_err", "damp", "bpw", "sec");
+        System.out.printf(Locale.ROOT, "%-48s %-6s %4s %5s %11s %11s %7s %8s %9s %8s %6s %7s %-8s%n", "layer", "method", "bits", "group",
+                "loss", "bound", "l/b", "clipped", "eval_err", "damp", "bpw", "sec", "starved");
         double[] tot = new double[3];
         int[] n = {0};
         QuantizedLayout.readAll(org.babaiquant.spark.HadoopConfs.fromEnvironmentAndSpark(), uri, "reports", g -> {
             double eval = g.getDouble("eval_rel_error", 0);
-            System.out.printf(Locale.ROOT, "%-48s %-6s %4d %5d %11.5g %11.5g %7.4f %8d %9s %8.3g %6.3f %7.2f%n",
+            System.out.printf(Locale.ROOT, "%-48s %-6s %4d %5d %11.5g %11.5g %7.4f %8d %9s %8.3g %6.3f %7.2f %-8s%n",
                     g.getString("layer", 0), g.getString("method", 0), g.getInteger("bits", 0), g.getInteger("group_size", 0),
                     g.getDouble("loss", 0), g.getDouble("bound", 0), g.getDouble("loss_over_bound", 0), g.getLong("clipped", 0),
                     Double.isNaN(eval) ? "-" : String.format(Locale.ROOT, "%.5f", eval), g.getDouble("damping", 0),
-                    g.getDouble("bits_per_weight", 0), g.getDouble("seconds", 0));
+                    g.getDouble("bits_per_weight", 0), g.getDouble("seconds", 0),
+                    g.getType().containsField("starved") ? g.getString("starved", 0) : "none"); // reports written before the column
             tot[0] += g.getDouble("loss", 0);
             tot[1] += g.getDouble("bound", 0);
             tot[2] += g.getDouble("seconds", 0);

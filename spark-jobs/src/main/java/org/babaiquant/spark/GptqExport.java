@@ -194,7 +194,7 @@ public final class GptqExport {
         return t;
     }
 
-    private static byte[] ints(int[][] m) {
+    static byte[] ints(int[][] m) {
         ByteBuffer b = ByteBuffer.allocate(4 * m.length * m[0].length).order(ByteOrder.LITTLE_ENDIAN);
         for (int[] row : m) {
             for (int v : row) {
@@ -204,7 +204,7 @@ public final class GptqExport {
         return b.array();
     }
 
-    private static int[][] readInts(byte[] raw, int rows, int cols) {
+    static int[][] readInts(byte[] raw, int rows, int cols) {
         ByteBuffer b = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN);
         int[][] m = new int[rows][cols];
         for (int[] row : m) {
@@ -286,7 +286,7 @@ public final class GptqExport {
     }
 
     /** The model's config.json (next to the weights) with quantization_config added, or a minimal one. */
-    private static String configJson(Configuration conf, String modelUri, String qcfg) throws IOException {
+    static String configJson(Configuration conf, String modelUri, String qcfg) throws IOException {
         Path m = new Path(modelUri);
         FileSystem fs = m.getFileSystem(conf);
         Path dir = fs.getFileStatus(m).isDirectory() ? m : m.getParent();
@@ -310,7 +310,7 @@ public final class GptqExport {
         return text.substring(0, brace + 1) + "\n  \"quantization_config\": " + inner + (empty ? "\n" : ",") + text.substring(brace + 1);
     }
 
-    private static void write(FileSystem fs, Path p, String text) throws IOException {
+    static void write(FileSystem fs, Path p, String text) throws IOException {
         try (FSDataOutputStream o = fs.create(p, false)) {
             o.write(text.getBytes(StandardCharsets.UTF_8));
         }

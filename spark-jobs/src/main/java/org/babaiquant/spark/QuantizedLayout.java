@@ -128,6 +128,7 @@ public final class QuantizedLayout {
                     + "  required binary hessian_fingerprint (STRING);\n"
                     + "  required binary fingerprint (STRING);\n"
                     + "  required int32 format_version;\n"
+                    + "  required binary starved (STRING);\n"
                     + "}");
 
     public static final MessageType ROWS = MessageTypeParser.parseMessageType(
