@@ -1,5 +1,6 @@
 package org.babaiquant;
 
+import org.babaiquant.core.Half;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -240,7 +241,7 @@ class ModelWeightsTest {
         for (double[] row : m) {
             for (double v : row) {
                 if (item == 2) {
-                    b.putShort(SafeTensors.floatToHalf((float) v));
+                    b.putShort(Half.fromFloat((float) v));
                 } else {
                     b.putFloat((float) v);
                 }

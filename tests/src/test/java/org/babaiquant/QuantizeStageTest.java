@@ -1,5 +1,6 @@
 package org.babaiquant;
 
+import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.cli.MiniLmLayer0;
@@ -242,7 +243,7 @@ class QuantizeStageTest {
                         int g = j / 128;
                         int zero = (qz.getInt(4 * (g * (outDim / 8) + o / 8)) >>> (4 * (o % 8))) & 15;
                         zero = sym ? zero + 1 : zero; // v1 stores zero − 1
-                        double scale = SafeTensors.halfToFloat(sc.getShort(2 * (g * outDim + o)));
+                        double scale = Half.toFloat(sc.getShort(2 * (g * outDim + o)));
                         assertEquals(dq[o][j], scale * (code - zero), 0.0, p + " [" + o + "][" + j + "]");
                     }
                 }

@@ -1,7 +1,7 @@
 package org.babaiquant.core;
 
 import org.babaiquant.io.SafeTensors;
-import org.babaiquant.nonclip.Half;
+import org.babaiquant.core.Half;
 import org.babaiquant.nonclip.SsqrLayer;
 
 import java.nio.ByteBuffer;
@@ -102,8 +102,8 @@ public final class CpuBackend implements QuantBackend {
         for (int i = 0; i < count; i++) {
             x[i] = switch (type) {
                 case F32 -> b.getFloat();
-                case F16 -> SafeTensors.halfToFloat(b.getShort());
-                case BF16 -> SafeTensors.bf16ToFloat(b.getShort());
+                case F16 -> Half.toFloat(b.getShort());
+                case BF16 -> Half.bf16ToFloat(b.getShort());
             };
         }
         return x;

@@ -125,7 +125,7 @@ public interface QuantBackend {
             for (int o = 0; o < out; o++) {
                 for (int k = 0; k < groups; k++) {
                     zeros[k][o] = (int) g.zero[o][k];
-                    scales[k * out + o] = org.babaiquant.nonclip.Half.fromFloat((float) g.scale[o][k]);
+                    scales[k * out + o] = Half.fromFloat((float) g.scale[o][k]);
                 }
             }
             return new PackedGptq(g.bits, g.groupSize, in, out, flatten(GptqPacking.packQweight(q.codes(), g.bits)),

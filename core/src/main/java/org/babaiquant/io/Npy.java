@@ -698,37 +698,20 @@ public final class Npy {
     }
 
     /**
-     * Writes to a temporary file next to {@code target} and renames it into place, so that a crash or a reader
-     * racing the writer never sees a half-written file under the final name. Same directory, because a rename
-     * across file systems is a copy.
+     * Writes a file through the {@link Commit} protocol: to a temporary sibling, renamed into place (replacing an
+     * older file), so that a crash or a reader racing the writer never sees a half-written file under the final name;
+     * the temporary is removed on failure, and a leftover of a killed writer by the next write of the same file.
      */
     static void writeAtomically(Path target, ChannelWriter writer) {
-        Path abs = target.toAbsolutePath();
-        Path dir = abs.getParent();
-        // Not Files.createTempFile: that makes the file owner-only (0600), and the rename would keep it so.
-        Path tmp = dir.resolve("." + abs.getFileName() + "." + ProcessHandle.current().pid() + "."
-                + Long.toHexString(System.nanoTime()) + ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.CREATE_NEW)) {
+        try (LocalCommit c = LocalCommit.file(target, Commit.IfExists.REPLACE)) {
+            // Not Files.createTempFile: that makes the file owner-only (0600), and the rename would keep it so.
+            try (FileChannel ch = FileChannel.open(c.temp(), StandardOpenOption.WRITE, StandardOpenOption.CREATE_NEW)) {
                 writer.write(ch);
                 ch.force(false);
             }
-            try {
-                Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, abs, StandardCopyOption.REPLACE_EXISTING);
-            }
-            tmp = null; // moved: nothing to clean up
+            c.commit();
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + target + ": " + e, e);
-        } finally {
-            if (tmp != null) {
-                try {
-                    Files.deleteIfExists(tmp);
-                } catch (IOException ignored) {
-                    // best effort: the temporary name starts with '.', so a leftover is at least hidden
-                }
-            }
         }
     }
 

@@ -25,6 +25,8 @@ import java.util.TreeMap;
 import java.util.TreeSet;
 
 import org.babaiquant.BadInputException;
+import org.babaiquant.core.Half;
+import org.babaiquant.core.Json;
 
 /**
  * Hugging Face {@code .safetensors} files: how checkpoints ship, so how we read original weights and write
@@ -41,7 +43,7 @@ import org.babaiquant.BadInputException;
  *  8+N      ...   data buffer; a tensor's bytes are [8+N+begin, 8+N+end), C order, little-endian
  * </pre>
  * The header is untrusted input: its length is capped at {@link #MAX_HEADER_BYTES} (so a corrupt length cannot make
- * us allocate gigabytes), it is parsed by a small strict JSON parser, every offset is checked against the data
+ * us allocate gigabytes), it is parsed by the strict {@link Json} reader (duplicate keys, fractions and deep nesting rejected), every offset is checked against the data
  * buffer, and every byte range must be exactly {@code product(shape) * dtype size}. Reading a tensor reads only its
  * own bytes with positional reads: checkpoints are tens of gigabytes.
  *
@@ -65,9 +67,6 @@ public final class SafeTensors {
      * reserve a few header words (the same margin {@code ArrayList} keeps).
      */
     static final int MAX_RAW_BYTES = Integer.MAX_VALUE - 8;
-
-    /** JSON nesting deeper than this is rejected before recursion can overflow the stack; real headers use 3. */
-    private static final int MAX_JSON_DEPTH = 64;
 
     private static final int CHUNK_BYTES = 1 << 22;
 
@@ -270,7 +269,7 @@ public final class SafeTensors {
                             sb.get(f16);
                             double[] row = out[r];
                             for (int j = 0; j < cols; j++) {
-                                row[j] = halfToFloat(f16[j]);
+                                row[j] = Half.toFloat(f16[j]);
                             }
                         }
                         break;
@@ -281,7 +280,7 @@ public final class SafeTensors {
                             sb.get(f16);
                             double[] row = out[r];
                             for (int j = 0; j < cols; j++) {
-                                row[j] = bf16ToFloat(f16[j]);
+                                row[j] = Half.bf16ToFloat(f16[j]);
                             }
                         }
                         break;
@@ -388,7 +387,7 @@ public final class SafeTensors {
         ByteBuffer hb = ByteBuffer.allocate((int) n);
         readFully(src, 8, hb);
         String json = decodeUtf8(hb.flip(), file, ".safetensors header");
-        Object root = new Json(json, file, ".safetensors header", false).parseDocument();
+        Object root = Json.parse(json, file, ".safetensors header", Json.Numbers.INTEGERS);
         if (!(root instanceof Map)) {
             throw new BadInputException(file + ": .safetensors header must be a JSON object");
         }
@@ -445,7 +444,7 @@ public final class SafeTensors {
             readFully(src, 0, b);
             String json = decodeUtf8(b.flip(), file, "shard index");
             // Lenient numbers: the metadata is free-form (transformers writes integers, others may not).
-            Object root = new Json(json, file, "shard index", true).parseDocument();
+            Object root = Json.parse(json, file, "shard index", Json.Numbers.TEXT);
             if (!(root instanceof Map)) {
                 throw new BadInputException(file + ": shard index must be a JSON object with a \"weight_map\"");
             }
@@ -492,37 +491,7 @@ public final class SafeTensors {
 
     /** Compact JSON text of a parsed value, for messages and for index metadata that is not a string. */
     private static String toJson(Object v) {
-        StringBuilder sb = new StringBuilder();
-        appendJson(sb, v);
-        return sb.toString();
-    }
-
-    private static void appendJson(StringBuilder sb, Object v) {
-        if (v instanceof String) {
-            appendJsonString(sb, (String) v);
-        } else if (v instanceof Map) {
-            sb.append('{');
-            boolean first = true;
-            for (Map.Entry<String, Object> e : asObject(v).entrySet()) {
-                sb.append(first ? "" : ",");
-                first = false;
-                appendJsonString(sb, e.getKey());
-                sb.append(':');
-                appendJson(sb, e.getValue());
-            }
-            sb.append('}');
-        } else if (v instanceof List) {
-            sb.append('[');
-            boolean first = true;
-            for (Object o : (List<?>) v) {
-                sb.append(first ? "" : ",");
-                first = false;
-                appendJson(sb, o);
-            }
-            sb.append(']');
-        } else {
-            sb.append(v); // Long, the raw text of a lenient number, Boolean, null
-        }
+        return Json.compact(v);
     }
 
     private static TensorInfo parseTensor(String name, Object value, long dataSize, String file) {
@@ -798,32 +767,20 @@ public final class SafeTensors {
      * with spaces to a multiple of 8 so that the data buffer is 8-byte aligned.
      */
     private static byte[] headerBytes(List<HeaderEntry> entries, Map<String, String> metadata, String where) {
-        StringBuilder json = new StringBuilder("{");
+        Map<String, Object> json = new LinkedHashMap<>();
         if (!metadata.isEmpty()) {
-            json.append('"').append(METADATA_KEY).append("\":{");
-            boolean first = true;
-            for (Map.Entry<String, String> m : sortedMetadata(metadata, where).entrySet()) {
-                json.append(first ? "" : ",");
-                first = false;
-                appendJsonString(json, m.getKey());
-                json.append(':');
-                appendJsonString(json, m.getValue());
-            }
-            json.append('}');
+            json.put(METADATA_KEY, sortedMetadata(metadata, where));
         }
         long offset = 0;
         for (HeaderEntry e : entries) {
-            json.append(json.length() > 1 ? "," : "");
-            appendJsonString(json, e.name);
-            json.append(":{\"dtype\":\"").append(e.dtype).append("\",\"shape\":[");
-            for (int i = 0; i < e.shape.length; i++) {
-                json.append(i == 0 ? "" : ",").append(e.shape[i]);
-            }
-            json.append("],\"data_offsets\":[").append(offset).append(',').append(offset + e.bytes).append("]}");
+            Map<String, Object> entry = new LinkedHashMap<>();
+            entry.put("dtype", e.dtype);
+            entry.put("shape", e.shape);
+            entry.put("data_offsets", new long[] {offset, offset + e.bytes});
+            json.put(e.name, entry);
             offset += e.bytes;
         }
-        json.append('}');
-        byte[] text = json.toString().getBytes(StandardCharsets.UTF_8);
+        byte[] text = Json.compact(json).getBytes(StandardCharsets.UTF_8);
         long padded = (text.length + 7L) / 8 * 8;
         if (padded > MAX_HEADER_BYTES) {
             throw new IllegalArgumentException("header of " + padded + " bytes is over the limit of "
@@ -904,7 +861,7 @@ public final class SafeTensors {
                                 buf.putFloat((float) v);
                                 break;
                             default:
-                                buf.putShort(dtype.equals("F16") ? floatToHalf((float) v) : floatToBf16((float) v));
+                                buf.putShort(dtype.equals("F16") ? Half.fromFloat((float) v) : Half.bf16FromFloat((float) v));
                         }
                     }
                 }
@@ -913,375 +870,4 @@ public final class SafeTensors {
         });
     }
 
-    private static void appendJsonString(StringBuilder sb, String s) {
-        sb.append('"');
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            if (c == '"' || c == '\\') {
-                sb.append('\\').append(c);
-            } else if (c < 0x20) {
-                sb.append(String.format("\\u%04x", (int) c));
-            } else {
-                sb.append(c);
-            }
-        }
-        sb.append('"');
-    }
-
-    // ------------------------------------------------------------------------------------ half and bfloat16
-
-    /**
-     * IEEE 754 binary16 to float, exact: normals rebias the exponent (15 to 127), subnormals are
-     * {@code mantissa * 2^-24}, infinities and NaNs keep sign and payload. (Java 20 has
-     * {@code Float.float16ToFloat}; we target 17.)
-     */
-    public static float halfToFloat(short half) {
-        int h = half & 0xffff;
-        int sign = (h & 0x8000) << 16;
-        int exp = (h >>> 10) & 0x1f;
-        int mant = h & 0x3ff;
-        if (exp == 0x1f) {
-            return Float.intBitsToFloat(sign | 0x7f800000 | (mant << 13));
-        }
-        if (exp == 0) {
-            float v = mant * 0x1p-24f; // exact: mant < 2^10
-            return sign != 0 ? -v : v;
-        }
-        return Float.intBitsToFloat(sign | ((exp + 127 - 15) << 23) | (mant << 13));
-    }
-
-    /**
-     * Float to IEEE 754 binary16, round to nearest, ties to even. Magnitudes from 65520 (halfway between the largest
-     * half, 65504, and 2^16) round to infinity; below 2^-14 the result is subnormal; NaN stays NaN (quiet).
-     */
-    public static short floatToHalf(float f) {
-        int bits = Float.floatToRawIntBits(f);
-        int sign = (bits >>> 16) & 0x8000;
-        int abs = bits & 0x7fffffff;
-        if (abs >= 0x7f800000) { // infinity or NaN
-            return (short) (abs == 0x7f800000 ? sign | 0x7c00 : sign | 0x7e00 | ((abs >>> 13) & 0x3ff));
-        }
-        if (abs >= 0x477ff000) { // >= 65520
-            return (short) (sign | 0x7c00);
-        }
-        if (abs < 0x38800000) { // < 2^-14: subnormal half (or zero)
-            // Scaling by 2^24 is exact, so Math.rint sees the true value and rounds ties to even. A result of 1024
-            // is the smallest normal, whose encoding is exactly 0x0400: the carry is free.
-            int m = (int) Math.rint(Float.intBitsToFloat(abs) * 0x1p24f);
-            return (short) (sign | m);
-        }
-        int h = ((((abs >>> 23) - 127 + 15)) << 10) | ((abs >>> 13) & 0x3ff);
-        int rest = abs & 0x1fff; // the 13 mantissa bits that do not fit
-        if (rest > 0x1000 || (rest == 0x1000 && (h & 1) != 0)) {
-            h++; // a carry out of the mantissa correctly bumps the exponent
-        }
-        return (short) (sign | h);
-    }
-
-    /** bfloat16 to float: bfloat16 is the upper half of a float32, so this is exact. */
-    public static float bf16ToFloat(short bf16) {
-        return Float.intBitsToFloat((bf16 & 0xffff) << 16);
-    }
-
-    /** Float to bfloat16, round to nearest, ties to even; NaN stays NaN (quiet). */
-    public static short floatToBf16(float f) {
-        int bits = Float.floatToRawIntBits(f);
-        if ((bits & 0x7fffffff) > 0x7f800000) {
-            return (short) ((bits >>> 16) | 0x40);
-        }
-        // Adding 0x7fff rounds up anything above the halfway point; the low bit of the kept half breaks ties to even.
-        return (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
-    }
-
-    // ------------------------------------------------------------------------------------------------ JSON
-
-    /** A JSON number that is not a 64-bit integer, kept as its text (lenient mode only). */
-    private record RawNumber(String text) {
-        @Override
-        public String toString() {
-            return text;
-        }
-    }
-
-    /**
-     * Strict RFC 8259 subset for safetensors headers: objects (duplicate keys rejected), arrays, strings with all
-     * escapes, integers (a fraction or exponent is rejected: no header field is fractional), true, false, null.
-     * Objects become LinkedHashMap (header order), arrays List, integers Long. With {@code lenientNumbers} (shard
-     * index metadata is free-form) a number with a fraction or exponent, or an integer outside 64 bits, is a
-     * {@link RawNumber}.
-     */
-    private static final class Json {
-        private final String s;
-        private final String file;
-        private final String what;
-        private final boolean lenientNumbers;
-        private int pos;
-
-        Json(String s, String file, String what, boolean lenientNumbers) {
-            this.s = s;
-            this.file = file;
-            this.what = what;
-            this.lenientNumbers = lenientNumbers;
-        }
-
-        Object parseDocument() {
-            skipSpace();
-            Object v = parseValue(0);
-            skipSpace();
-            if (pos != s.length()) {
-                throw error("unexpected text after the JSON value");
-            }
-            return v;
-        }
-
-        private Object parseValue(int depth) {
-            if (depth > MAX_JSON_DEPTH) {
-                throw error("nesting deeper than " + MAX_JSON_DEPTH);
-            }
-            char c = peek();
-            switch (c) {
-                case '{':
-                    return parseObject(depth);
-                case '[':
-                    return parseArray(depth);
-                case '"':
-                    return parseString();
-                case 't':
-                    return literal("true", Boolean.TRUE);
-                case 'f':
-                    return literal("false", Boolean.FALSE);
-                case 'n':
-                    return literal("null", null);
-                default:
-                    if (c == '-' || (c >= '0' && c <= '9')) {
-                        return parseInteger();
-                    }
-                    throw error("unexpected character '" + c + "'");
-            }
-        }
-
-        private Map<String, Object> parseObject(int depth) {
-            pos++; // '{'
-            Map<String, Object> obj = new LinkedHashMap<>();
-            skipSpace();
-            if (peek() == '}') {
-                pos++;
-                return obj;
-            }
-            while (true) {
-                skipSpace();
-                if (peek() != '"') {
-                    throw error("expected a string key");
-                }
-                int keyPos = pos;
-                String key = parseString();
-                skipSpace();
-                expect(':');
-                skipSpace();
-                Object value = parseValue(depth + 1);
-                if (obj.containsKey(key)) {
-                    pos = keyPos;
-                    throw error("duplicate key \"" + key + "\"");
-                }
-                obj.put(key, value);
-                skipSpace();
-                char c = peek();
-                pos++;
-                if (c == '}') {
-                    return obj;
-                }
-                if (c != ',') {
-                    pos--;
-                    throw error("expected ',' or '}'");
-                }
-            }
-        }
-
-        private List<Object> parseArray(int depth) {
-            pos++; // '['
-            List<Object> list = new ArrayList<>();
-            skipSpace();
-            if (peek() == ']') {
-                pos++;
-                return list;
-            }
-            while (true) {
-                skipSpace();
-                list.add(parseValue(depth + 1));
-                skipSpace();
-                char c = peek();
-                pos++;
-                if (c == ']') {
-                    return list;
-                }
-                if (c != ',') {
-                    pos--;
-                    throw error("expected ',' or ']'");
-                }
-            }
-        }
-
-        private String parseString() {
-            pos++; // opening quote
-            StringBuilder sb = null; // only allocated when the string has escapes
-            int start = pos;
-            while (true) {
-                char c = peek();
-                if (c == '"') {
-                    String out = sb == null ? s.substring(start, pos) : sb.append(s, start, pos).toString();
-                    pos++;
-                    return out;
-                }
-                if (c < 0x20) {
-                    throw error("unescaped control character in string");
-                }
-                if (c != '\\') {
-                    pos++;
-                    continue;
-                }
-                if (sb == null) {
-                    sb = new StringBuilder();
-                }
-                sb.append(s, start, pos);
-                pos++;
-                char e = peek();
-                pos++;
-                switch (e) {
-                    case '"':
-                    case '\\':
-                    case '/':
-                        sb.append(e);
-                        break;
-                    case 'b':
-                        sb.append('\b');
-                        break;
-                    case 'f':
-                        sb.append('\f');
-                        break;
-                    case 'n':
-                        sb.append('\n');
-                        break;
-                    case 'r':
-                        sb.append('\r');
-                        break;
-                    case 't':
-                        sb.append('\t');
-                        break;
-                    case 'u':
-                        if (pos + 4 > s.length()) {
-                            throw error("truncated \\u escape");
-                        }
-                        int code = 0;
-                        for (int i = 0; i < 4; i++) {
-                            int d = Character.digit(s.charAt(pos + i), 16);
-                            if (d < 0) {
-                                throw error("bad hex digit in \\u escape");
-                            }
-                            code = code * 16 + d;
-                        }
-                        sb.append((char) code); // surrogate pairs arrive as two escapes and recombine in the String
-                        pos += 4;
-                        break;
-                    default:
-                        pos--;
-                        throw error("invalid escape '\\" + e + "'");
-                }
-                start = pos;
-            }
-        }
-
-        private Object parseInteger() {
-            int start = pos;
-            if (s.charAt(pos) == '-') {
-                pos++;
-            }
-            int digitsStart = pos;
-            while (pos < s.length() && s.charAt(pos) >= '0' && s.charAt(pos) <= '9') {
-                pos++;
-            }
-            if (pos == digitsStart) {
-                throw error("expected digits");
-            }
-            if (s.charAt(digitsStart) == '0' && pos - digitsStart > 1) {
-                pos = digitsStart;
-                throw error("leading zero in number");
-            }
-            if (pos < s.length() && (s.charAt(pos) == '.' || s.charAt(pos) == 'e' || s.charAt(pos) == 'E')) {
-                if (!lenientNumbers) {
-                    throw error("only integers are expected in a safetensors header");
-                }
-                if (s.charAt(pos) == '.') {
-                    pos++;
-                    skipDigits();
-                }
-                if (pos < s.length() && (s.charAt(pos) == 'e' || s.charAt(pos) == 'E')) {
-                    pos++;
-                    if (pos < s.length() && (s.charAt(pos) == '+' || s.charAt(pos) == '-')) {
-                        pos++;
-                    }
-                    skipDigits();
-                }
-                return new RawNumber(s.substring(start, pos));
-            }
-            try {
-                return Long.parseLong(s.substring(start, pos));
-            } catch (NumberFormatException e) {
-                if (lenientNumbers) {
-                    return new RawNumber(s.substring(start, pos));
-                }
-                pos = start;
-                throw error("integer out of the 64-bit range");
-            }
-        }
-
-        /** One or more digits, as the JSON grammar requires after '.', 'e' and the exponent sign. */
-        private void skipDigits() {
-            int from = pos;
-            while (pos < s.length() && s.charAt(pos) >= '0' && s.charAt(pos) <= '9') {
-                pos++;
-            }
-            if (pos == from) {
-                throw error("expected digits");
-            }
-        }
-
-        private Object literal(String word, Object value) {
-            if (!s.startsWith(word, pos)) {
-                throw error("invalid literal");
-            }
-            pos += word.length();
-            return value;
-        }
-
-        private void skipSpace() {
-            while (pos < s.length()) {
-                char c = s.charAt(pos);
-                if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-                    return;
-                }
-                pos++;
-            }
-        }
-
-        private char peek() {
-            if (pos >= s.length()) {
-                throw error("unexpected end of header");
-            }
-            return s.charAt(pos);
-        }
-
-        private void expect(char c) {
-            if (peek() != c) {
-                throw error("expected '" + c + "'");
-            }
-            pos++;
-        }
-
-        private BadInputException error(String problem) {
-            int from = Math.max(0, pos - 30);
-            int to = Math.min(s.length(), pos + 30);
-            return new BadInputException(file + ": malformed " + what + " JSON at character " + pos + ": "
-                    + problem + " (near \"" + s.substring(from, to) + "\")");
-        }
-    }
 }

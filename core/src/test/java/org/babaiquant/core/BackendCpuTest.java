@@ -1,6 +1,6 @@
 package org.babaiquant.core;
 
-import org.babaiquant.nonclip.Half;
+import org.babaiquant.core.Half;
 import org.junit.jupiter.api.Test;
 
 import java.nio.ByteBuffer;

@@ -1,5 +1,6 @@
 package org.babaiquant.io;
 
+import org.babaiquant.core.Half;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -98,7 +99,7 @@ class SafeTensorsRawTest {
         ByteBuffer f64 = ByteBuffer.allocate(48).order(ByteOrder.LITTLE_ENDIAN);
         for (double[] row : m) {
             for (double v : row) {
-                f16.putShort(SafeTensors.floatToHalf((float) v));
+                f16.putShort(Half.fromFloat((float) v));
                 f64.putDouble(v);
             }
         }
@@ -388,7 +389,7 @@ class SafeTensorsRawTest {
             {"{\"weight_map\": {\"w\": \"a\", \"w\": \"b\"}}", "duplicate key"},
             {"{\"weight_map\": {\"w\": \"a\"}, \"metadata\": 5}", "\"metadata\" must be an object"},
             {"{\"weight_map\": {\"w\": \"a\"}", "malformed shard index JSON"},
-            {"{\"weight_map\": {\"w\": \"a\"}, \"metadata\": {\"x\": 1.}}", "digits"},
+            {"{\"weight_map\": {\"w\": \"a\"}, \"metadata\": {\"x\": 1.}}", "digit"},
         };
         for (String[] c : cases) {
             BadInputException e = assertThrows(BadInputException.class,
@@ -432,8 +433,8 @@ class SafeTensorsRawTest {
                 switch (dtype) {
                     case "F64" -> b.putDouble(v);
                     case "F32" -> b.putFloat((float) v);
-                    case "F16" -> b.putShort(SafeTensors.floatToHalf((float) v));
-                    default -> b.putShort(SafeTensors.floatToBf16((float) v));
+                    case "F16" -> b.putShort(Half.fromFloat((float) v));
+                    default -> b.putShort(Half.bf16FromFloat((float) v));
                 }
             }
         }

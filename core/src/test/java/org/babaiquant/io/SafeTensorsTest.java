@@ -1,5 +1,6 @@
 package org.babaiquant.io;
 
+import org.babaiquant.core.Half;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -118,43 +119,43 @@ class SafeTensorsTest {
     @Test
     void halfConversionRoundTripsAllBitPatterns() {
         for (int h = 0; h < 0x10000; h++) {
-            float f = SafeTensors.halfToFloat((short) h);
+            float f = Half.toFloat((short) h);
             if (Float.isNaN(f)) {
                 assertTrue((h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0, Integer.toHexString(h));
-                assertTrue(Float.isNaN(SafeTensors.halfToFloat(SafeTensors.floatToHalf(f))));
+                assertTrue(Float.isNaN(Half.toFloat(Half.fromFloat(f))));
                 continue;
             }
-            assertEquals(h, SafeTensors.floatToHalf(f) & 0xffff, "half 0x" + Integer.toHexString(h));
+            assertEquals(h, Half.fromFloat(f) & 0xffff, "half 0x" + Integer.toHexString(h));
         }
-        assertEquals(0x1p-14f, SafeTensors.halfToFloat((short) 0x0400), 0f); // smallest normal
-        assertEquals(0x3ffp-24f, SafeTensors.halfToFloat((short) 0x03ff), 0f); // largest subnormal
-        assertEquals(Float.NEGATIVE_INFINITY, SafeTensors.halfToFloat((short) 0xfc00), 0f);
+        assertEquals(0x1p-14f, Half.toFloat((short) 0x0400), 0f); // smallest normal
+        assertEquals(0x3ffp-24f, Half.toFloat((short) 0x03ff), 0f); // largest subnormal
+        assertEquals(Float.NEGATIVE_INFINITY, Half.toFloat((short) 0xfc00), 0f);
     }
 
     @Test
     void halfRoundingTiesToEven() {
-        assertEquals(0x3c00, SafeTensors.floatToHalf(1 + 0x1p-11f)); // halfway 1 .. 1+2^-10: even is 1
-        assertEquals(0x3c02, SafeTensors.floatToHalf(1 + 3 * 0x1p-11f)); // halfway, odd below: up
-        assertEquals(0x3c01, SafeTensors.floatToHalf(1 + 0x1p-11f + 0x1p-20f)); // just above halfway: up
-        assertEquals(0x0000, SafeTensors.floatToHalf(0x1p-25f)); // halfway 0 .. tiny: even is 0
-        assertEquals(0x0002, SafeTensors.floatToHalf(3 * 0x1p-25f)); // halfway tiny .. 2 tiny: even is 2
-        assertEquals(0x0400, SafeTensors.floatToHalf(0x3ffp-24f + 0x1p-25f)); // subnormal rounds up into normal
-        assertEquals(0x7bff, SafeTensors.floatToHalf(65519.99f));
-        assertEquals(0x7c00, SafeTensors.floatToHalf(65520f));
-        assertEquals(0xfc00, SafeTensors.floatToHalf(Float.NEGATIVE_INFINITY) & 0xffff);
-        assertTrue(Float.isNaN(SafeTensors.halfToFloat(SafeTensors.floatToHalf(Float.NaN))));
+        assertEquals(0x3c00, Half.fromFloat(1 + 0x1p-11f)); // halfway 1 .. 1+2^-10: even is 1
+        assertEquals(0x3c02, Half.fromFloat(1 + 3 * 0x1p-11f)); // halfway, odd below: up
+        assertEquals(0x3c01, Half.fromFloat(1 + 0x1p-11f + 0x1p-20f)); // just above halfway: up
+        assertEquals(0x0000, Half.fromFloat(0x1p-25f)); // halfway 0 .. tiny: even is 0
+        assertEquals(0x0002, Half.fromFloat(3 * 0x1p-25f)); // halfway tiny .. 2 tiny: even is 2
+        assertEquals(0x0400, Half.fromFloat(0x3ffp-24f + 0x1p-25f)); // subnormal rounds up into normal
+        assertEquals(0x7bff, Half.fromFloat(65519.99f));
+        assertEquals(0x7c00, Half.fromFloat(65520f));
+        assertEquals(0xfc00, Half.fromFloat(Float.NEGATIVE_INFINITY) & 0xffff);
+        assertTrue(Float.isNaN(Half.toFloat(Half.fromFloat(Float.NaN))));
     }
 
     @Test
     void bf16ConversionRoundTripsAllBitPatterns() {
         for (int h = 0; h < 0x10000; h++) {
-            float f = SafeTensors.bf16ToFloat((short) h);
+            float f = Half.bf16ToFloat((short) h);
             if (!Float.isNaN(f)) {
-                assertEquals(h, SafeTensors.floatToBf16(f) & 0xffff);
+                assertEquals(h, Half.bf16FromFloat(f) & 0xffff);
             }
         }
-        assertEquals(0x7f80, SafeTensors.floatToBf16(Float.MAX_VALUE)); // above the largest bf16's halfway point
-        assertTrue(Float.isNaN(SafeTensors.bf16ToFloat(SafeTensors.floatToBf16(Float.intBitsToFloat(0x7f800001)))));
+        assertEquals(0x7f80, Half.bf16FromFloat(Float.MAX_VALUE)); // above the largest bf16's halfway point
+        assertTrue(Float.isNaN(Half.bf16ToFloat(Half.bf16FromFloat(Float.intBitsToFloat(0x7f800001)))));
     }
 
     @Test

@@ -1,5 +1,6 @@
 package org.babaiquant.nonclip;
 
+import org.babaiquant.core.Half;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.QuantGrid;
 import org.junit.jupiter.api.Test;

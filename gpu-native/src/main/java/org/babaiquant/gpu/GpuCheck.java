@@ -9,7 +9,7 @@ import org.babaiquant.core.QuantBackend.PackedGptq;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
 import org.babaiquant.io.Npy;
-import org.babaiquant.nonclip.Half;
+import org.babaiquant.core.Half;
 import org.babaiquant.nonclip.Ssqr;
 import org.babaiquant.nonclip.SsqrLayer;
 

@@ -3,7 +3,7 @@ package org.babaiquant.gpu;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.QuantBackend.PackedGptq;
 import org.babaiquant.core.QuantizedLayer;
-import org.babaiquant.nonclip.Half;
+import org.babaiquant.core.Half;
 import org.babaiquant.nonclip.SsqrLayer;
 
 import java.util.stream.IntStream;

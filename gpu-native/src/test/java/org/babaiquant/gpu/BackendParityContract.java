@@ -13,7 +13,7 @@ import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
 import org.babaiquant.core.TestInputs;
 import org.babaiquant.io.Npy;
-import org.babaiquant.nonclip.Half;
+import org.babaiquant.core.Half;
 import org.babaiquant.nonclip.Ssqr;
 import org.babaiquant.nonclip.SsqrLayer;
 import org.junit.jupiter.api.Test;

@@ -1,5 +1,6 @@
 package org.babaiquant.cli;
 
+import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.core.ColumnOrder;
@@ -69,7 +70,7 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
             for (int l = 0; l < layers; l++) {
                 ByteBuffer b = ByteBuffer.allocate(2 * size * size).order(ByteOrder.LITTLE_ENDIAN);
                 for (int i = 0; i < size * size; i++) {
-                    b.putShort(SafeTensors.floatToHalf((float) (0.02 * rnd.nextGaussian())));
+                    b.putShort(Half.fromFloat((float) (0.02 * rnd.nextGaussian())));
                 }
                 tensors.add(new SafeTensors.RawTensor("model.layers.0.self_attn.q" + l + ".weight", "F16", new long[] {size, size}, b.array()));
             }

@@ -7,6 +7,10 @@ import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.BadInputException;
+import org.babaiquant.io.Commit;
+import org.babaiquant.io.Fingerprint;
+import org.babaiquant.io.Names;
+import org.babaiquant.spark.HadoopCommit;
 import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
@@ -15,6 +19,7 @@ import org.babaiquant.io.SafeTensors;
 import org.babaiquant.onnx.ActivationCapture;
 import org.babaiquant.onnx.BundledMiniLm;
 import org.babaiquant.spark.ActivationImporter;
+import org.babaiquant.spark.ActivationLayout;
 import org.babaiquant.spark.GptqExport;
 import org.babaiquant.spark.HadoopConfs;
 import org.babaiquant.spark.HessianJob;
@@ -37,10 +42,7 @@ import java.net.SocketTimeoutException;
 import java.net.UnknownHostException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -170,24 +172,18 @@ public final class PipelineCommand implements Callable<Integer> {
 
     /** One input file of an import site, hashed so that the import can be skipped when nothing changed. */
     static String importFingerprint(String site, List<ActivationImporter.Source> sources, int tileRows) {
+        Fingerprint fp = Fingerprint.sha256().text("babai-import v1|" + site + "|" + tileRows + "\n");
         try {
-            MessageDigest md = MessageDigest.getInstance("SHA-256");
-            md.update(("babai-import v1|" + site + "|" + tileRows + "\n").getBytes(StandardCharsets.UTF_8));
-            byte[] buf = new byte[1 << 20];
             for (ActivationImporter.Source s : sources) {
-                md.update((s.file().getFileName() + "|" + s.tensor() + "|" + Files.size(s.file()) + "\n").getBytes(StandardCharsets.UTF_8));
+                fp.text(s.file().getFileName() + "|" + s.tensor() + "|" + Files.size(s.file()) + "\n");
                 try (InputStream in = Files.newInputStream(s.file())) {
-                    for (int n; (n = in.read(buf)) > 0; ) {
-                        md.update(buf, 0, n);
-                    }
+                    fp.stream(in);
                 }
             }
-            return HexFormat.of().formatHex(md.digest());
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + e.getMessage(), e);
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
         }
+        return fp.hex();
     }
 
     static void runCapture(SparkSession spark, Plan plan) {
@@ -217,8 +213,8 @@ public final class PipelineCommand implements Callable<Integer> {
             Map<String, String> fps = new LinkedHashMap<>();
             for (Map.Entry<String, List<ActivationImporter.Source>> e : bySite.entrySet()) {
                 String site = e.getKey();
+                Path dir = new Path(out, ActivationLayout.siteDir(site)); // checks the name before any path is made of it
                 String fp = importFingerprint(site, e.getValue(), plan.tileRows);
-                Path dir = new Path(out, "site=" + site);
                 Path record = importRecord(out, site);
                 if (fs.exists(dir)) {
                     String recorded = fs.exists(record) ? readString(fs, record).trim() : null;
@@ -254,7 +250,7 @@ public final class PipelineCommand implements Callable<Integer> {
 
     /** Where the pipeline records the inputs fingerprint of an imported site ({@code _} paths are not datasets). */
     static Path importRecord(String out, String site) {
-        return new Path(new Path(out, "_imports"), site + ".sha256");
+        return new Path(new Path(out, "_imports"), Names.site(site, "import.sites") + ".sha256");
     }
 
     static void runQuantize(SparkSession spark, Configuration conf, Plan plan) {
@@ -332,11 +328,9 @@ public final class PipelineCommand implements Callable<Integer> {
                         return;
                     }
                 }
-                Path tmp = new Path(dst.getParent(), "_tmp-" + dst.getName() + "-" + java.util.UUID.randomUUID());
-                fs.copyFromLocalFile(false, true, new Path(local.toUri()), tmp);
-                fs.delete(dst, false);
-                if (!fs.rename(tmp, dst)) {
-                    throw new IOException("rename to " + dst + " failed");
+                try (HadoopCommit c = HadoopCommit.file(conf, dst, Commit.IfExists.REPLACE)) {
+                    fs.copyFromLocalFile(false, true, new Path(local.toUri()), c.temp());
+                    c.commit();
                 }
                 System.out.printf("model %s: %d tensors from .npy (%s)%n", plan.modelUri, tensors.size(), plan.modelDtype);
             } finally {
@@ -354,11 +348,7 @@ public final class PipelineCommand implements Callable<Integer> {
     }
 
     static String sha256(String s) {
-        try {
-            return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8)));
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return Fingerprint.of(s);
     }
 
     // ---------------------------------------------------------------- the config

@@ -9,6 +9,10 @@ import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.BadInputException;
+import org.babaiquant.io.Commit;
+import org.babaiquant.io.Fingerprint;
+import org.babaiquant.spark.HadoopCommit;
+import org.babaiquant.spark.Uris;
 import org.babaiquant.spark.ActivationLayout;
 import org.babaiquant.spark.LayerMap;
 import org.babaiquant.spark.SparkSupport;
@@ -21,6 +25,7 @@ import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -122,8 +127,8 @@ public final class ActivationCapture {
         List<Site> sites = sites(model);
         List<Sequence> seqs = plan(cfg);
         byte[] bytes = withSiteOutputs(cfg.onnx(), sites);
-        return commit(conf, cfg, sites, seqs, tmp -> new long[][] {
-                captureShard(conf, bytes, label(cfg), sites, seqs, tmp, 0, 0, progress)});
+        return commit(conf, cfg, sites, seqs, dirs -> new long[][] {
+                captureShard(conf, bytes, label(cfg), sites, seqs, dirs, 0, 0, progress)});
     }
 
     /**
@@ -160,11 +165,9 @@ public final class ActivationCapture {
         jsc.setJobDescription("capture: " + seqs.size() + " paragraphs in " + n + " shard(s), " + sites.size() + " sites");
         spark.sparkContext().addSparkListener(listener);
         try {
-            return commit(spark.sparkContext().hadoopConfiguration(), cfg, sites, seqs, tmp -> {
-                String root = tmp.toString();
-                return jsc.parallelize(parts, n).map(p -> captureShard(hconf.get(), bytes.value(), label, sites, p.seqs(),
-                        new Path(root), p.part(), p.firstTile(), s -> { })).collect().toArray(new long[0][]);
-            });
+            return commit(spark.sparkContext().hadoopConfiguration(), cfg, sites, seqs, dirs ->
+                    jsc.parallelize(parts, n).map(p -> captureShard(hconf.get(), bytes.value(), label, sites, p.seqs(),
+                            dirs, p.part(), p.firstTile(), s -> { })).collect().toArray(new long[0][]));
         } catch (RuntimeException e) {
             BadInputException bad = SparkSupport.badInput(e);
             throw bad == null ? e : bad == e ? bad : new BadInputException(bad.getMessage(), e);
@@ -188,25 +191,20 @@ public final class ActivationCapture {
      */
     public static String fingerprint(Config cfg) {
         try {
-            java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
-            md.update(String.format(Locale.ROOT, "babai-capture v1|samples=%d|max_len=%d|seed=%d|rows_per_seq=%d%n", cfg.samples(),
-                    cfg.maxLen(), cfg.seed(), cfg.rowsPerSeq()).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            Fingerprint fp = Fingerprint.sha256().text(String.format(Locale.ROOT,
+                    "babai-capture v1|samples=%d|max_len=%d|seed=%d|rows_per_seq=%d%n", cfg.samples(), cfg.maxLen(),
+                    cfg.seed(), cfg.rowsPerSeq()));
             List<java.nio.file.Path> files = new ArrayList<>(List.of(cfg.onnx(), cfg.tokenizer()));
             files.addAll(cfg.text());
-            byte[] buf = new byte[1 << 20];
             for (java.nio.file.Path f : files) {
-                md.update((f.getFileName() + "|" + Files.size(f) + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                fp.text(f.getFileName() + "|" + Files.size(f) + "\n");
                 try (java.io.InputStream in = Files.newInputStream(f)) {
-                    for (int n; (n = in.read(buf)) > 0; ) {
-                        md.update(buf, 0, n);
-                    }
+                    fp.stream(in);
                 }
             }
-            return java.util.HexFormat.of().formatHex(md.digest());
+            return fp.hex();
         } catch (IOException e) {
             throw new BadInputException("capture: cannot read " + e.getMessage(), e);
-        } catch (java.security.NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
         }
     }
 
@@ -270,50 +268,41 @@ public final class ActivationCapture {
         }
     }
 
-    /** What writes the shards under a temporary root and returns each shard's rows per site. */
+    /** What writes the shards into each site's temporary folder and returns each shard's rows per site. */
     private interface ShardWriter {
-        long[][] write(Path tmp) throws IOException;
+        long[][] write(HashMap<String, String> siteDirs) throws IOException;
     }
 
     /**
-     * Checks the destination, lets {@code writer} fill {@code OUT/_tmp-capture-UUID/site=.../part-*}, then renames each
-     * site folder into place; the temporary root is removed whatever happens.
+     * Begins one {@link HadoopCommit} per site (an existing site is refused unless {@code overwrite}, then replaced
+     * whole; leftovers of a killed capture are removed), lets {@code writer} fill the temporaries, then commits each
+     * site; on any failure no temporary is left.
      */
     private static Result commit(Configuration conf, Config cfg, List<Site> sites, List<Sequence> seqs, ShardWriter writer) {
         Path out = new Path(cfg.out());
-        Path tmp = new Path(out, "_tmp-capture-" + UUID.randomUUID());
         Map<String, Long> tokens = new LinkedHashMap<>();
+        List<HadoopCommit> commits = new ArrayList<>();
         try {
-            FileSystem fs = out.getFileSystem(conf);
+            HashMap<String, String> dirs = new HashMap<>();
             for (Site s : sites) {
-                Path dst = new Path(out, ActivationLayout.siteDir(s.name()));
-                if (fs.exists(dst) && !cfg.overwrite()) {
-                    throw new BadInputException(dst + " already exists: choose another --out or pass --overwrite");
-                }
+                HadoopCommit c = HadoopCommit.folder(conf, new Path(out, ActivationLayout.siteDir(s.name())),
+                        cfg.overwrite() ? Commit.IfExists.REPLACE : Commit.IfExists.REFUSE, null);
+                commits.add(c);
+                dirs.put(s.name(), c.temp().toString());
             }
-            try {
-                long[][] perShard = writer.write(tmp);
-                for (int k = 0; k < sites.size(); k++) {
-                    long sum = 0;
-                    for (long[] shard : perShard) {
-                        sum += shard[k];
-                    }
-                    tokens.put(sites.get(k).name(), sum);
+            long[][] perShard = writer.write(dirs);
+            for (int k = 0; k < sites.size(); k++) {
+                long sum = 0;
+                for (long[] shard : perShard) {
+                    sum += shard[k];
                 }
-                for (Site s : sites) {
-                    Path dst = new Path(out, ActivationLayout.siteDir(s.name()));
-                    if (fs.exists(dst)) {
-                        fs.delete(dst, true);
-                    }
-                    if (!fs.rename(new Path(tmp, ActivationLayout.siteDir(s.name())), dst)) {
-                        throw new IOException("rename to " + dst + " failed");
-                    }
-                }
-            } finally {
-                fs.delete(tmp, true);
+                tokens.put(sites.get(k).name(), sum);
             }
+            commits.forEach(HadoopCommit::commit);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + cfg.out() + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot write " + Uris.redact(cfg.out()) + ": " + e.getMessage(), e);
+        } finally {
+            commits.forEach(HadoopCommit::close);
         }
         List<int[]> rows = new ArrayList<>();
         for (Sequence s : seqs) {
@@ -326,12 +315,12 @@ public final class ActivationCapture {
 
     /**
      * One shard: runs the model on each sequence (batch 1, no padding) and appends the kept positions' rows of every
-     * site to {@code root/site=.../part-NNNNN-capture.parquet}, in tiles of at most 64 rows that never mix sequences
+     * site to {@code SITE_TEMP/part-NNNNN-capture.parquet}, in tiles of at most 64 rows that never mix sequences
      * ({@code sample_id} = the paragraph's index), numbered from {@code firstTile} (a site's tiles are numbered
      * across its files). Returns the rows written per site, in {@code sites} order.
      */
     static long[] captureShard(Configuration conf, byte[] model, String label, List<Site> sites, List<Sequence> seqs,
-                               Path root, int part, long firstTile, Consumer<String> progress) throws IOException {
+                               Map<String, String> siteDirs, int part, long firstTile, Consumer<String> progress) throws IOException {
         long[] rowsPerSite = new long[sites.size()];
         long[] tiles = new long[sites.size()];
         Arrays.fill(tiles, firstTile);
@@ -340,7 +329,7 @@ public final class ActivationCapture {
         try (OnnxRunner runner = new OnnxRunner(label, model, false)) {
             try {
                 for (Site s : sites) {
-                    writers.add(new ActivationLayout.Writer(conf, new Path(new Path(root, ActivationLayout.siteDir(s.name())), file),
+                    writers.add(new ActivationLayout.Writer(conf, new Path(new Path(siteDirs.get(s.name())), file),
                             s.name(), label + ":" + s.tensor(), s.dim(), "f32"));
                 }
                 List<String> names = sites.stream().map(Site::tensor).toList();

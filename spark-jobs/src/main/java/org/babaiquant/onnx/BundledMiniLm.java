@@ -1,5 +1,8 @@
 package org.babaiquant.onnx;
 
+import org.babaiquant.io.Commit;
+import org.babaiquant.io.LocalCommit;
+
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -64,13 +67,10 @@ public final class BundledMiniLm {
             if (Files.isRegularFile(file) && length >= 0 && Files.size(file) == length) {
                 return file;
             }
-            Files.createDirectories(dir);
-            Path tmp = Files.createTempFile(dir, "." + resource, ".tmp");
-            try (InputStream in = conn.getInputStream()) {
-                Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
-                Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-            } finally {
-                Files.deleteIfExists(tmp);
+            try (LocalCommit c = LocalCommit.file(file, Commit.IfExists.REPLACE);
+                 InputStream in = conn.getInputStream()) {
+                Files.copy(in, c.temp());
+                c.commit();
             }
             return file;
         } catch (IOException e) {

@@ -6,7 +6,10 @@ import org.apache.hadoop.fs.Path;
 import org.apache.parquet.example.data.Group;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.MessageTypeParser;
+import org.babaiquant.io.Commit;
+import org.babaiquant.spark.HadoopCommit;
 import org.babaiquant.spark.QuantizedLayout;
+import org.babaiquant.spark.Uris;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -20,7 +23,7 @@ import java.util.UUID;
  *
  * <pre>
  * URI/part-UUID.parquet          one file per evaluation, one row each (evaluations may share a URI: the folder is
- *                                the table); written as URI/.tmp-UUID.parquet and renamed, so readers never see half
+ *                                the table); committed as one file (HadoopCommit: a temporary renamed into place), so readers never see half
  *   original            string   the reference ONNX model
  *   quantized           string   the quantize output URI (--quantized) or the quantized ONNX file (--quantized-onnx)
  *   method              string   from the quantize reports (gptq, babai, rtn, …; "" when unknown)
@@ -105,10 +108,7 @@ public final class EvaluationReport {
 
     /** Writes one row as {@code URI/part-UUID.parquet}; returns the file. */
     public static Path write(Configuration conf, String uri, Row row) {
-        String id = UUID.randomUUID().toString();
-        Path dir = new Path(uri);
-        Path tmp = new Path(dir, ".tmp-" + id + ".parquet");
-        Path dst = new Path(dir, "part-" + id + ".parquet");
+        Path dst = new Path(new Path(uri), "part-" + UUID.randomUUID() + ".parquet");
         EmbeddingEvaluation.Result r = row.result();
         QuantizeSummary s = row.summary();
         Group g = QuantizedLayout.groups(SCHEMA).newGroup()
@@ -118,21 +118,13 @@ public final class EvaluationReport {
                 .append("paragraphs", r.paragraphs()).append("max_len", row.maxLen()).append("mean_cosine", r.meanCosine())
                 .append("min_cosine", r.minCosine()).append("retrieval_agreement", r.retrievalAgreement())
                 .append("retrieval_same", r.retrievalSame()).append("seconds", r.seconds()).append("format_version", VERSION);
-        try {
-            FileSystem fs = dir.getFileSystem(conf);
-            fs.mkdirs(dir);
-            try {
-                QuantizedLayout.write(conf, tmp, SCHEMA, Map.of("babai.format", "evaluation", "babai.version", String.valueOf(VERSION)),
-                        List.of(g));
-                if (!fs.rename(tmp, dst)) {
-                    throw new IOException("rename to " + dst + " failed");
-                }
-            } finally {
-                fs.delete(tmp, false);
-            }
-            return dst;
+        try (HadoopCommit c = HadoopCommit.file(conf, dst, Commit.IfExists.REFUSE)) {
+            QuantizedLayout.write(conf, c.temp(), SCHEMA, Map.of("babai.format", "evaluation", "babai.version", String.valueOf(VERSION)),
+                    List.of(g));
+            c.commit();
+            return c.target();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + uri + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot write " + Uris.redact(uri) + ": " + e.getMessage(), e);
         }
     }
 

@@ -1,6 +1,8 @@
 package org.babaiquant.onnx;
 
 import org.babaiquant.BadInputException;
+import org.babaiquant.io.Commit;
+import org.babaiquant.io.LocalCommit;
 import org.babaiquant.io.ByteSource;
 
 import java.io.ByteArrayOutputStream;
@@ -252,19 +254,16 @@ public final class OnnxModel {
     /**
      * Copies {@code in} to {@code out} with the given linears' weights replaced by W [out, in] (transposed back to the
      * stored [in, out]). The tensors keep their size, so every protobuf length prefix stays valid and the new bytes go
-     * exactly where the old ones were. Written to a temporary sibling and moved into place.
+     * exactly where the old ones were. Committed as one file ({@link LocalCommit}): a temporary sibling moved into place.
      */
     public static void rewriteWeights(Path in, OnnxModel model, Map<String, float[][]> weights, Path out) {
         Map<String, Linear> byName = new LinkedHashMap<>();
         for (Linear l : model.linears()) {
             byName.put(l.name, l);
         }
-        Path tmp = out.toAbsolutePath().resolveSibling("." + out.getFileName() + ".tmp-" + ProcessHandle.current().pid());
-        try {
-            if (out.toAbsolutePath().getParent() != null) {
-                Files.createDirectories(out.toAbsolutePath().getParent());
-            }
-            Files.copy(in, tmp, StandardCopyOption.REPLACE_EXISTING);
+        try (LocalCommit c = LocalCommit.file(out, Commit.IfExists.REPLACE)) {
+            Path tmp = c.temp();
+            Files.copy(in, tmp);
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
                 for (Map.Entry<String, float[][]> e : weights.entrySet()) {
                     Linear l = byName.get(e.getKey());
@@ -293,15 +292,9 @@ public final class OnnxModel {
                     }
                 }
             }
-            Files.move(tmp, out, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            c.commit();
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + out + ": " + e.getMessage(), e);
-        } finally {
-            try {
-                Files.deleteIfExists(tmp);
-            } catch (IOException ignored) {
-                // best effort: the temporary file is hidden and named by pid
-            }
         }
     }
 

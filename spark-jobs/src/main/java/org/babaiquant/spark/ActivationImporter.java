@@ -1,9 +1,9 @@
 package org.babaiquant.spark;
 
 import org.apache.hadoop.conf.Configuration;
-import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.babaiquant.BadInputException;
+import org.babaiquant.io.Commit;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
 
@@ -17,14 +17,13 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
 import java.util.regex.Pattern;
 
 /**
  * Converts NumPy {@code .npy} dumps and {@code .safetensors} files (what a PyTorch forward hook writes) into the
  * {@link ActivationLayout}, streaming: a tile of 64 rows is in memory at a time, never the whole file.
- * Everything is written under a temporary directory of the output and renamed into place site by site, so an
- * interrupted import leaves no site that looks complete.
+ * Each site is written under a temporary folder of the output and committed on its own ({@link HadoopCommit}), so
+ * an interrupted import leaves no site that looks complete, and the next import of that site removes its leftovers.
  */
 public final class ActivationImporter {
     /** One input: a file (and a tensor inside a safetensors file) feeding a site. */
@@ -69,41 +68,34 @@ public final class ActivationImporter {
         return out;
     }
 
+    /**
+     * Imports every site, each committed on its own ({@link HadoopCommit}): an existing site is refused unless
+     * {@code overwrite} (then replaced whole); a failure leaves the sites committed before it and no temporary.
+     */
     public List<Imported> run(List<Source> sources, String outUri, boolean overwrite) {
         Path out = new Path(outUri);
-        Path tmp = new Path(out, "_tmp-import-" + UUID.randomUUID());
+        Map<String, List<Source>> bySite = new LinkedHashMap<>();
+        for (Source s : sources) {
+            ActivationLayout.siteDir(s.site()); // every name checked before anything is written
+            bySite.computeIfAbsent(s.site(), k -> new ArrayList<>()).add(s);
+        }
+        Map<String, HadoopCommit> commits = new LinkedHashMap<>();
         try {
-            FileSystem fs = out.getFileSystem(conf);
-            Map<String, List<Source>> bySite = new LinkedHashMap<>();
-            for (Source s : sources) {
-                bySite.computeIfAbsent(s.site(), k -> new ArrayList<>()).add(s);
-            }
             for (String site : bySite.keySet()) {
-                if (fs.exists(new Path(out, ActivationLayout.siteDir(site))) && !overwrite) {
-                    throw new BadInputException(new Path(out, ActivationLayout.siteDir(site))
-                            + " already exists: choose another --out or pass --overwrite");
-                }
+                commits.put(site, HadoopCommit.folder(conf, new Path(out, ActivationLayout.siteDir(site)),
+                        overwrite ? Commit.IfExists.REPLACE : Commit.IfExists.REFUSE, null));
             }
             List<Imported> result = new ArrayList<>();
-            try {
-                for (Map.Entry<String, List<Source>> e : bySite.entrySet()) {
-                    result.add(importSite(e.getKey(), e.getValue(), new Path(tmp, ActivationLayout.siteDir(e.getKey()))));
-                }
-                for (String site : bySite.keySet()) {
-                    Path dst = new Path(out, ActivationLayout.siteDir(site));
-                    if (fs.exists(dst)) {
-                        fs.delete(dst, true);
-                    }
-                    if (!fs.rename(new Path(tmp, ActivationLayout.siteDir(site)), dst)) {
-                        throw new IOException("rename to " + dst + " failed");
-                    }
-                }
-            } finally {
-                fs.delete(tmp, true);
+            for (Map.Entry<String, List<Source>> e : bySite.entrySet()) {
+                HadoopCommit c = commits.get(e.getKey());
+                result.add(importSite(e.getKey(), e.getValue(), c.temp()));
+                c.commit();
             }
             return result;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write " + outUri + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot write " + Uris.redact(outUri) + ": " + e.getMessage(), e);
+        } finally {
+            commits.values().forEach(HadoopCommit::close);
         }
     }
 

@@ -1,5 +1,6 @@
 package org.babaiquant.spark;
 
+import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -22,6 +23,7 @@ import org.apache.parquet.io.api.Binary;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.MessageTypeParser;
 import org.babaiquant.BadInputException;
+import org.babaiquant.io.Names;
 import org.babaiquant.io.SafeTensors;
 
 import java.io.IOException;
@@ -81,8 +83,9 @@ public final class ActivationLayout {
         };
     }
 
+    /** The folder of a site, {@code site=NAME}; a name that is not a valid site name is bad input ({@link Names}). */
     public static String siteDir(String site) {
-        return "site=" + site;
+        return "site=" + Names.site(site, "activation site");
     }
 
     /** One tile as read back. */
@@ -99,8 +102,8 @@ public final class ActivationLayout {
             for (int i = 0; i < n; i++) {
                 double v = switch (size) {
                     case 4 -> b.getFloat(4 * i);
-                    default -> "f16".equals(dtype) ? SafeTensors.halfToFloat(b.getShort(2 * i))
-                            : SafeTensors.bf16ToFloat(b.getShort(2 * i));
+                    default -> "f16".equals(dtype) ? Half.toFloat(b.getShort(2 * i))
+                            : Half.bf16ToFloat(b.getShort(2 * i));
                 };
                 if (!Double.isFinite(v)) {
                     throw new BadInputException(where + ": tile " + seq + " (source " + source + ") holds " + v

@@ -1,5 +1,6 @@
 package org.babaiquant.spark;
 
+import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FSDataOutputStream;
@@ -161,7 +162,7 @@ public final class GptqExport {
         for (int k = 0; k < groups; k++) {
             for (int r = 0; r < l.rows(); r++) {
                 zerosT[k][r] = l.zeros()[r][k];
-                scales.putShort(SafeTensors.floatToHalf((float) l.scales()[r][k]));
+                scales.putShort(Half.fromFloat((float) l.scales()[r][k]));
             }
         }
         int[][] qzeros = GptqPacking.packQzeros(zerosT, l.bits(), v1);
@@ -211,7 +212,7 @@ public final class GptqExport {
                 double[][] scales = new double[groups][l.rows()];
                 for (int k = 0; k < groups; k++) {
                     for (int r = 0; r < l.rows(); r++) {
-                        scales[k][r] = SafeTensors.halfToFloat(sb.getShort());
+                        scales[k][r] = Half.toFloat(sb.getShort());
                     }
                 }
                 for (int r = 0; r < l.rows(); r++) {

@@ -16,18 +16,17 @@ import org.apache.parquet.io.api.Binary;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.MessageTypeParser;
 import org.babaiquant.BadInputException;
+import org.babaiquant.core.Json;
+import org.babaiquant.io.Fingerprint;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
-import java.util.HexFormat;
+import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
+import java.util.Map;
 
 /**
  * The Hessian artifact: the one place that knows its layout.
@@ -85,42 +84,51 @@ public final class HessianArtifact {
     public record Meta(int version, String site, int dim, long tokens, String normalisation, int blockSize, int slices,
                        String fingerprint) {
         String toJson() {
-            return String.format(java.util.Locale.ROOT,
-                    "{\"format_version\": %d, \"site\": \"%s\", \"dim\": %d, \"tokens\": %d, \"normalisation\": \"%s\", "
-                            + "\"block_size\": %d, \"slices\": %d, \"fingerprint\": \"%s\"}%n",
-                    version, site, dim, tokens, normalisation, blockSize, slices, fingerprint);
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("format_version", version);
+            m.put("site", site);
+            m.put("dim", dim);
+            m.put("tokens", tokens);
+            m.put("normalisation", normalisation);
+            m.put("block_size", blockSize);
+            m.put("slices", slices);
+            m.put("fingerprint", fingerprint);
+            return Json.line(m);
         }
 
         static Meta parse(String json, String where) {
             try {
-                return new Meta(intField(json, "format_version"), strField(json, "site"), intField(json, "dim"),
-                        Long.parseLong(raw(json, "tokens")), strField(json, "normalisation"), intField(json, "block_size"),
-                        intField(json, "slices"), strField(json, "fingerprint"));
+                Object root = Json.parse(json, where, "Hessian sidecar", Json.Numbers.INTEGERS);
+                if (!(root instanceof Map<?, ?> m)) {
+                    throw new IllegalArgumentException("not a JSON object");
+                }
+                return new Meta(Math.toIntExact(num(m, "format_version")), str(m, "site"), Math.toIntExact(num(m, "dim")),
+                        num(m, "tokens"), str(m, "normalisation"), Math.toIntExact(num(m, "block_size")),
+                        Math.toIntExact(num(m, "slices")), str(m, "fingerprint"));
+            } catch (BadInputException e) {
+                throw e;
             } catch (RuntimeException e) {
                 throw new BadInputException("corrupt Hessian sidecar " + where + ": " + e.getMessage(), e);
             }
         }
 
-        private static String raw(String json, String key) {
-            Matcher m = Pattern.compile("\"" + key + "\":\\s*(\"[^\"]*\"|-?[0-9]+)").matcher(json);
-            if (!m.find()) {
-                throw new IllegalArgumentException("missing " + key);
+        private static long num(Map<?, ?> m, String key) {
+            if (!(m.get(key) instanceof Long v)) {
+                throw new IllegalArgumentException("missing or non-integer " + key);
             }
-            return m.group(1);
+            return v;
         }
 
-        private static int intField(String json, String key) {
-            return Integer.parseInt(raw(json, key));
-        }
-
-        private static String strField(String json, String key) {
-            String r = raw(json, key);
-            return r.substring(1, r.length() - 1);
+        private static String str(Map<?, ?> m, String key) {
+            if (!(m.get(key) instanceof String v)) {
+                throw new IllegalArgumentException("missing or non-string " + key);
+            }
+            return v;
         }
     }
 
     public static Path siteDir(String uri, String site) {
-        return new Path(new Path(uri), "site=" + site);
+        return new Path(new Path(uri), ActivationLayout.siteDir(site));
     }
 
     /** The committed artifact's metadata, or null when the site has no complete artifact. */
@@ -143,19 +151,13 @@ public final class HessianArtifact {
     /** SHA-256 over the config and the inputs' identities (see the class comment). */
     public static String fingerprint(Configuration conf, String site, List<ActivationLayout.SiteFile> files, int sliceTiles,
                                      int blockSize) {
-        try {
-            MessageDigest md = MessageDigest.getInstance("SHA-256");
-            md.update(("babai-hessian v" + VERSION + "|" + site + "|slice " + sliceTiles + "|block " + blockSize + "|"
-                    + NORMALISATION + "\n").getBytes(StandardCharsets.UTF_8));
-            for (ActivationLayout.SiteFile f : files) {
-                Path p = new Path(f.path());
-                md.update((p.getName() + "|" + f.rows() + "|" + f.dim() + "|" + f.dtype() + "|").getBytes(StandardCharsets.UTF_8));
-                md.update(footerBytes(conf, p));
-            }
-            return HexFormat.of().formatHex(md.digest());
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
+        Fingerprint fp = Fingerprint.sha256().text("babai-hessian v" + VERSION + "|" + site + "|slice " + sliceTiles + "|block "
+                + blockSize + "|" + NORMALISATION + "\n");
+        for (ActivationLayout.SiteFile f : files) {
+            Path p = new Path(f.path());
+            fp.text(p.getName() + "|" + f.rows() + "|" + f.dim() + "|" + f.dtype() + "|").bytes(footerBytes(conf, p));
         }
+        return fp.hex();
     }
 
     private static byte[] footerBytes(Configuration conf, Path p) {

@@ -3,8 +3,6 @@ package org.babaiquant.spark;
 import dev.ludovic.netlib.blas.BLAS;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
-import org.apache.hadoop.fs.FileStatus;
-import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.spark.api.java.JavaPairRDD;
 import org.apache.spark.api.java.JavaRDD;
@@ -13,6 +11,7 @@ import org.apache.parquet.example.data.Group;
 import org.apache.spark.Partitioner;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.BadInputException;
+import org.babaiquant.io.Commit;
 import scala.Tuple2;
 
 import java.io.IOException;
@@ -25,10 +24,10 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.UUID;
 import java.util.function.Consumer;
 
 /**
@@ -176,27 +175,35 @@ public final class HessianJob {
         }
         JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
         SparkSupport.HadoopConf hconf = SparkSupport.hadoopConf(spark);
+        Configuration conf = spark.sparkContext().hadoopConfiguration();
         int blockSize = cfg.blockSize();
         long t0 = System.nanoTime();
-        jsc.setJobDescription("hessian: XᵀX of " + slices.size() + " slice(s) over sites "
-                + plans.stream().filter(p -> !p.skip() && p.tiles() > 0).map(SitePlan::site).toList());
-        JavaRDD<Slice> work = jsc.parallelize(slices, Math.min(cfg.partitions(), slices.size()));
-        JavaPairRDD<String, Partial> partials = work.flatMapToPair(sl -> accumulate(sl, hconf.get(), blockSize).iterator());
-        int parts = Math.max(1, cfg.partitions());
-        String job = UUID.randomUUID().toString();
-        String out = cfg.out();
-        // blocks summed in slice order, then all blocks of a site in one task, sorted by (block_row, block_col), written
-        // there as the site's one Parquet file under OUT/_tmp-SITE-JOB: one Spark job for every site
-        List<Written> written;
+        // one commit per site: cleans what an earlier, killed run of that site left, and removes its own temporary
+        // on any failure
+        Map<String, HadoopCommit> commits = new LinkedHashMap<>();
         try {
-            written = partials.groupByKey(parts)
+            HashMap<String, String> temps = new HashMap<>();
+            for (SitePlan p : plans) {
+                if (!p.skip() && p.tiles() > 0) {
+                    HadoopCommit c = HadoopCommit.folder(conf, HessianArtifact.siteDir(cfg.out(), p.site()),
+                            Commit.IfExists.REPLACE, Commit.SUCCESS);
+                    commits.put(p.site(), c);
+                    temps.put(p.site(), c.temp().toString());
+                }
+            }
+            jsc.setJobDescription("hessian: XᵀX of " + slices.size() + " slice(s) over sites " + commits.keySet());
+            JavaRDD<Slice> work = jsc.parallelize(slices, Math.min(cfg.partitions(), slices.size()));
+            JavaPairRDD<String, Partial> partials = work.flatMapToPair(sl -> accumulate(sl, hconf.get(), blockSize).iterator());
+            int parts = Math.max(1, cfg.partitions());
+            // blocks summed in slice order, then all blocks of a site in one task, sorted by (block_row, block_col),
+            // written there as the site's one Parquet file in the site's temporary folder: one Spark job for every site
+            List<Written> written = partials.groupByKey(parts)
                     .mapToPair(kv -> {
-                        testDelay();
                         Block bl = reduce(kv._1(), kv._2(), blockSize, plans);
                         return new Tuple2<>(sortKey(bl.site(), bl.blockRow(), bl.blockCol()), bl);
                     })
                     .repartitionAndSortWithinPartitions(new SitePartitioner(parts))
-                    .mapPartitions(it -> writeSites(it, hconf.get(), out, job).iterator())
+                    .mapPartitions(it -> writeSites(it, hconf.get(), temps).iterator())
                     .collect();
             Map<String, Written> bySite = new HashMap<>();
             written.forEach(w -> bySite.put(w.site(), w));
@@ -204,7 +211,7 @@ public final class HessianJob {
                 if (p.skip() || p.tiles() == 0) {
                     continue;
                 }
-                long tokens = commit(spark, bySite.get(p.site()), cfg, p);
+                long tokens = commit(commits.get(p.site()), bySite.get(p.site()), cfg, p);
                 double secs = (System.nanoTime() - t0) / 1e9;
                 double gflop = 1e-9 * tokens * p.dim() * (p.dim() + 1.0);
                 results.add(new Result(p.site(), p.dim(), tokens, secs, false, p.fingerprint()));
@@ -212,7 +219,7 @@ public final class HessianJob {
                         p.site(), p.dim(), tokens, gflop, secs));
             }
         } finally {
-            removeTemporaries(spark.sparkContext().hadoopConfiguration(), out, job);
+            commits.values().forEach(HadoopCommit::close);
         }
         return results;
     }
@@ -260,7 +267,7 @@ public final class HessianJob {
     }
 
     /** Executor side: the sorted blocks of this partition's sites, one Parquet file per site. */
-    static List<Written> writeSites(Iterator<Tuple2<String, Block>> blocks, Configuration conf, String out, String job)
+    static List<Written> writeSites(Iterator<Tuple2<String, Block>> blocks, Configuration conf, Map<String, String> temps)
             throws IOException {
         List<Written> written = new ArrayList<>();
         List<Group> rows = new ArrayList<>();
@@ -268,7 +275,7 @@ public final class HessianJob {
         while (true) {
             Block b = blocks.hasNext() ? blocks.next()._2() : null;
             if (first != null && (b == null || !b.site().equals(first.site()))) {
-                Path dir = tmpDir(out, first.site(), job);
+                Path dir = new Path(temps.get(first.site()));
                 QuantizedLayout.write(conf, new Path(dir, "part-00000.parquet"), HessianArtifact.PARQUET_SCHEMA,
                         Map.of("babai.format", "hessian", "babai.version", String.valueOf(HessianArtifact.VERSION)), rows);
                 written.add(new Written(first.site(), first.tokens(), dir.toString()));
@@ -283,25 +290,6 @@ public final class HessianJob {
             }
             rows.add(HessianArtifact.row(b.site(), b.dim(), b.tokens(), b.blockRow(), b.blockCol(), b.rows(), b.cols(), b.data(),
                     b.fingerprint()));
-        }
-    }
-
-    private static Path tmpDir(String out, String site, String job) {
-        return new Path(new Path(out), "_tmp-" + site + "-" + job);
-    }
-
-    /** Removes what a failed or finished run left under OUT/_tmp-*-JOB (best effort). */
-    private static void removeTemporaries(Configuration conf, String out, String job) {
-        try {
-            Path root = new Path(out);
-            FileSystem fs = root.getFileSystem(conf);
-            if (fs.exists(root)) {
-                for (FileStatus st : fs.listStatus(root, p -> p.getName().startsWith("_tmp-") && p.getName().endsWith("-" + job))) {
-                    fs.delete(st.getPath(), true);
-                }
-            }
-        } catch (IOException ignored) {
-            // a leftover _tmp-* directory is never read as an artifact
         }
     }
 
@@ -327,7 +315,6 @@ public final class HessianJob {
 
     /** Executor side: XᵀX of one slice (float64, upper, column-major), cut into keyed blocks. */
     static List<Tuple2<String, Partial>> accumulate(Slice s, Configuration conf, int blockSize) {
-        testDelay();
         int d = s.dim();
         double[] acc = new double[d * d];
         double[] buf = new double[UPDATE_TOKENS * d];
@@ -382,21 +369,6 @@ public final class HessianJob {
         return out;
     }
 
-    /**
-     * Test hook: with {@code -Dbabai.test.maxTaskDelayMs=N} each task first sleeps a random 0..N ms, so that tests can
-     * shuffle the order in which tasks finish. Unset in production.
-     */
-    private static void testDelay() {
-        int max = Integer.getInteger("babai.test.maxTaskDelayMs", 0);
-        if (max > 0) {
-            try {
-                Thread.sleep(java.util.concurrent.ThreadLocalRandom.current().nextInt(max));
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }
-    }
-
     /** Sums one block's partials in slice order (the fixed reduction order). */
     static Block reduce(String key, Iterable<Partial> partials, int blockSize, List<SitePlan> plans) {
         String[] k = key.split("\u0000");
@@ -424,33 +396,21 @@ public final class HessianJob {
         return new Block(k[0], plan.dim(), tokens, bi, bj, rows, cols, bytes.array(), plan.fingerprint());
     }
 
-    /** Adds the sidecar to a site's written file and renames its directory into place: complete or absent. */
-    private static long commit(SparkSession spark, Written w, Config cfg, SitePlan p) {
+    /** Adds the sidecar to a site's written file and commits its folder: complete (marker last) or absent. */
+    private static long commit(HadoopCommit c, Written w, Config cfg, SitePlan p) {
         if (w == null) {
             throw new IllegalStateException("hessian job: no blocks were written for site " + p.site());
         }
-        Configuration conf = spark.sparkContext().hadoopConfiguration();
-        Path tmp = new Path(w.tmpDir());
         try {
-            FileSystem fs = tmp.getFileSystem(conf);
             HessianArtifact.Meta meta = new HessianArtifact.Meta(HessianArtifact.VERSION, p.site(), p.dim(), w.tokens(),
                     HessianArtifact.NORMALISATION, cfg.blockSize(), p.slices(), p.fingerprint());
-            try (FSDataOutputStream o = fs.create(new Path(tmp, HessianArtifact.SIDECAR), false)) {
+            try (FSDataOutputStream o = c.fileSystem().create(new Path(c.temp(), HessianArtifact.SIDECAR), false)) {
                 o.write(meta.toJson().getBytes(StandardCharsets.UTF_8));
             }
-            Path dst = HessianArtifact.siteDir(cfg.out(), p.site());
-            if (fs.exists(dst)) {
-                fs.delete(dst, true);
-            }
-            // On S3 a directory rename is a copy of each object: the _SUCCESS marker is written only after the rename,
-            // so an interrupted copy never looks committed.
-            if (!fs.rename(tmp, dst)) {
-                throw new IOException("rename " + tmp + " → " + dst + " failed");
-            }
-            fs.create(new Path(dst, "_SUCCESS"), true).close();
+            c.commit();
             return w.tokens();
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write the Hessian of site " + p.site() + " to " + cfg.out() + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot write the Hessian of site " + p.site() + " to " + Uris.redact(cfg.out()) + ": " + e.getMessage(), e);
         }
     }
 }

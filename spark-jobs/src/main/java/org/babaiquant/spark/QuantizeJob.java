@@ -1,5 +1,6 @@
 package org.babaiquant.spark;
 
+import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
@@ -321,7 +322,7 @@ public final class QuantizeJob {
         double[][] s = new double[g.rows][g.groups()];
         for (int r = 0; r < g.rows; r++) {
             for (int k = 0; k < g.groups(); k++) {
-                double v = SafeTensors.halfToFloat(SafeTensors.floatToHalf((float) g.scale[r][k]));
+                double v = Half.toFloat(Half.fromFloat((float) g.scale[r][k]));
                 s[r][k] = v > 0 ? v : 5.960464477539063E-8; // smallest float16 subnormal, for all-but-zero groups
             }
         }
@@ -452,7 +453,7 @@ public final class QuantizeJob {
             ByteBuffer zb = ByteBuffer.allocate(4 * n * groups).order(ByteOrder.LITTLE_ENDIAN);
             for (int r = r0; r < r0 + n; r++) {
                 for (int k = 0; k < groups; k++) {
-                    sb.putShort(SafeTensors.floatToHalf((float) g.scale[r][k]));
+                    sb.putShort(Half.fromFloat((float) g.scale[r][k]));
                     zb.putInt((int) g.zero[r][k]);
                 }
             }

@@ -1,5 +1,6 @@
 package org.babaiquant.spark;
 
+import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -217,7 +218,7 @@ public final class QuantizedLayout {
             java.nio.ByteBuffer zb = java.nio.ByteBuffer.wrap(g.getBinary("zeros", 0).getBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
             for (int r = r0; r < r0 + n; r++) {
                 for (int k = 0; k < groups; k++) {
-                    scales[r][k] = org.babaiquant.io.SafeTensors.halfToFloat(sb.getShort());
+                    scales[r][k] = Half.toFloat(sb.getShort());
                     zeros[r][k] = zb.getInt();
                 }
             }

@@ -1,4 +1,4 @@
-package org.babaiquant.nonclip;
+package org.babaiquant.core;
 
 import org.junit.jupiter.api.Test;
 

@@ -1,8 +1,10 @@
-package org.babaiquant.nonclip;
+package org.babaiquant.core;
 
 /**
- * IEEE 754 binary16 ("fp16", what checkpoints store scales in), bit-exact, for Java 17 (which lacks
- * {@code Float.floatToFloat16}). A half is carried as its 16 bits in a {@code short}.
+ * The project's one 16-bit float codec: IEEE 754 binary16 ("fp16", what checkpoints store scales in) and bfloat16,
+ * bit-exact, for Java 17 (which lacks {@code Float.floatToFloat16}). A 16-bit float is carried as its bits in a
+ * {@code short}. Every reader and writer of F16/BF16 data (safetensors, npy, Parquet layouts, SSQR, the backends)
+ * goes through here.
  *
  * <p>Why bit-exact matters here: SSQR runs GPTQ on the fp16-rounded scales, so that the lattice GPTQ searched is the
  * lattice the file stores; every half is exactly a float, so {@code toFloat(fromFloat(x))} is the value the decoder
@@ -72,5 +74,20 @@ public final class Half {
     /** {@code toFloat(fromFloat(f))}: f rounded to the nearest half. */
     public static float round(float f) {
         return toFloat(fromFloat(f));
+    }
+
+    /** bfloat16 bits to float: bfloat16 is the upper half of a float32, so this is exact. */
+    public static float bf16ToFloat(short bf16) {
+        return Float.intBitsToFloat((bf16 & 0xffff) << 16);
+    }
+
+    /** The bfloat16 nearest to {@code f} (ties to even); NaN stays NaN (quiet). */
+    public static short bf16FromFloat(float f) {
+        int bits = Float.floatToRawIntBits(f);
+        if ((bits & 0x7fffffff) > 0x7f800000) {
+            return (short) ((bits >>> 16) | 0x40);
+        }
+        // Adding 0x7fff rounds up anything above the halfway point; the low bit of the kept half breaks ties to even.
+        return (short) ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16);
     }
 }
