@@ -55,7 +55,15 @@ class HtmlReportTest {
     @BeforeAll
     static void runTheDemo() {
         // -Dbabai.test.demo-work=DIR keeps the demo's work folder between runs (the demo then only redoes its evaluation)
-        demo = System.getProperty("babai.test.demo-work") != null ? Path.of(System.getProperty("babai.test.demo-work")) : shared.resolve("demo");
+        String kept = System.getProperty("babai.test.demo-work");
+        demo = kept != null ? Path.of(kept) : shared.resolve("demo");
+        if (kept != null && Files.isDirectory(demo.resolve("evaluation"))) {
+            try {
+                deleteTree(demo.resolve("evaluation")); // a rerun adds its rows to the table
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }
         demoRun = QuantizeLayerCliTest.run("demo", "--work", demo.toString(), "--calib-paragraphs", "16", "--rows-per-seq", "32",
                 "--eval-paragraphs", "8", "--bits", "3,4", "--methods", "rtn,gptq");
         System.out.println(demoRun.out());
@@ -262,6 +270,44 @@ class HtmlReportTest {
         assertTrue(dom.tags.stream().noneMatch(t -> t.name().equals("img")));
         assertEquals(evil, dom.tableRows("t-run-0").get("0").get("layer"));
         dom.assertEveryChartDrawsEveryRowWithItsTableValue();
+    }
+
+    /** A run in an S3 bucket (a real S3 server): read through s3a://, the page written there, no temporary file left. */
+    @Test
+    void reportsAnS3aRunAndWritesThePageThere(@TempDir Path tmp) throws Exception {
+        try (S3TestServer s3 = S3TestServer.start(tmp.resolve("s3"), false, "report-runs")) {
+            Path settings = s3.writeSettingsFile(tmp.resolve("s3a.properties"));
+            Configuration s3conf = s3.configure(new Configuration());
+            org.apache.hadoop.fs.Path remote = new org.apache.hadoop.fs.Path("s3a://report-runs/r1/quantized");
+            org.apache.hadoop.fs.FileSystem s3fs = remote.getFileSystem(s3conf);
+            org.apache.hadoop.fs.FileUtil.copy(org.apache.hadoop.fs.FileSystem.getLocal(CONF),
+                    new org.apache.hadoop.fs.Path(PipelineTest.LocalRun.work().resolve("quantized").toString()), s3fs, remote, false, s3conf);
+            String previous = System.getProperty(org.babaiquant.spark.HadoopConfs.FILE_PROPERTY);
+            System.setProperty(org.babaiquant.spark.HadoopConfs.FILE_PROPERTY, settings.toString());
+            QuantizeLayerCliTest.Run r;
+            try {
+                r = QuantizeLayerCliTest.run("report", "s3a://report-runs/r1", "--html", "s3a://report-runs/r1/report.html");
+            } finally {
+                if (previous == null) {
+                    System.clearProperty(org.babaiquant.spark.HadoopConfs.FILE_PROPERTY);
+                } else {
+                    System.setProperty(org.babaiquant.spark.HadoopConfs.FILE_PROPERTY, previous);
+                }
+            }
+            assertEquals(0, r.status(), r.out() + r.err());
+            assertTrue(r.out().contains("6 layers: Σ loss"), r.out());
+            String page;
+            try (java.io.InputStream in = s3fs.open(new org.apache.hadoop.fs.Path("s3a://report-runs/r1/report.html"))) {
+                page = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+            }
+            assertEquals(6, page.split("data-col=\"layer\"", -1).length - 1, "six layers in the page's table");
+            assertTrue(page.contains("s3a://report-runs/r1"));
+            List<String> names = new ArrayList<>();
+            for (org.apache.hadoop.fs.FileStatus st : s3fs.listStatus(new org.apache.hadoop.fs.Path("s3a://report-runs/r1"))) {
+                names.add(st.getPath().getName());
+            }
+            assertEquals(List.of("quantized", "report.html"), names.stream().sorted().toList(), "no temporary file left: " + names);
+        }
     }
 
     /** The page, its DOM after Chromium ran it (with mark positions recorded by an injected script), parsed. */

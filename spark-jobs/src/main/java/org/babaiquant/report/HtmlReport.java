@@ -2,13 +2,15 @@ package org.babaiquant.report;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
-import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.babaiquant.io.Commit;
+import org.babaiquant.io.LocalCommit;
 import org.babaiquant.report.RunData.Evaluation;
 import org.babaiquant.report.RunData.Layer;
 import org.babaiquant.report.RunData.QuantizeRun;
 import org.babaiquant.report.SvgChart.Axis;
 import org.babaiquant.report.SvgChart.Shape;
+import org.babaiquant.spark.HadoopCommit;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -19,7 +21,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.UUID;
 
 /**
  * A run's report as one self-contained HTML page: inline CSS, inline SVG charts drawn here, a few lines of inline
@@ -31,30 +32,29 @@ public final class HtmlReport {
     private HtmlReport() {}
 
     private static final Shape[] SHAPES = {Shape.CIRCLE, Shape.SQUARE, Shape.TRIANGLE, Shape.DIAMOND, Shape.STAR, Shape.RING, Shape.BAR};
-    private static final String X_LAYER = "layer # in model order (names in the table)";
-    private static final String SQUARED = "squared output error ‖X′(q − w)‖² (Hessian units)";
+    private static final String X_LAYER = "layer # in model order (see table)";
+    private static final String SQUARED = "‖X′(q − w)‖², Hessian units";
 
-    /** Writes the page to {@code target} (a local path or any Hadoop URI) through a temporary file and a rename. */
+    /**
+     * Writes the page to {@code target} through the commit protocol (a temporary sibling, then a rename): a local
+     * path directly (no checksum sidecar beside the page), any other URI ({@code s3a://}, {@code hdfs://}) through Hadoop.
+     */
     public static void write(Configuration conf, RunData data, String target) {
-        Path dst = new Path(target);
-        Path tmp = new Path(dst.getParent() == null ? new Path(".") : dst.getParent(), "." + dst.getName() + "." + UUID.randomUUID() + ".tmp");
+        byte[] page = render(data).getBytes(StandardCharsets.UTF_8);
+        String scheme = new Path(target).toUri().getScheme();
         try {
-            FileSystem fs = dst.getFileSystem(conf);
-            if (dst.getParent() != null) {
-                fs.mkdirs(dst.getParent());
-            }
-            try {
-                try (FSDataOutputStream out = fs.create(tmp, true)) {
-                    out.write(render(data).getBytes(StandardCharsets.UTF_8));
+            if (scheme == null || scheme.equals("file")) {
+                try (LocalCommit c = LocalCommit.file(java.nio.file.Path.of(new Path(target).toUri().getPath()), Commit.IfExists.REPLACE)) {
+                    java.nio.file.Files.write(c.temp(), page);
+                    c.commit();
                 }
-                if (fs.exists(dst)) {
-                    fs.delete(dst, false);
+            } else {
+                try (HadoopCommit c = HadoopCommit.file(conf, new Path(target), Commit.IfExists.REPLACE)) {
+                    try (FSDataOutputStream out = c.fileSystem().create(c.temp(), false)) {
+                        out.write(page);
+                    }
+                    c.commit();
                 }
-                if (!fs.rename(tmp, dst)) {
-                    throw new IOException("rename to " + dst + " failed");
-                }
-            } finally {
-                fs.delete(tmp, false);
             }
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
@@ -140,12 +140,12 @@ public final class HtmlReport {
         sb.append("<p>One mark per evaluated run (method × budget): the quantized model's sentence embeddings against the original's on")
                 .append(" held-out paragraphs. Bits per weight are measured from what is stored. Lines join a method's budgets.</p>");
         sb.append("<div class=\"charts\">");
-        sb.append(fidelityChart(rows, methodIndex, "chart-eval-mean", "Mean cosine vs bits/weight", "mean cosine similarity (1 = identical)",
+        sb.append(fidelityChart(rows, methodIndex, "chart-eval-mean", "Mean cosine vs bits/weight", "mean cosine (1 = identical)",
                 "mean_cosine", Evaluation::meanCosine, Html::fmt));
         sb.append(fidelityChart(rows, methodIndex, "chart-eval-min", "Worst paragraph's cosine vs bits/weight",
-                "min cosine similarity (1 = identical)", "min_cosine", Evaluation::minCosine, Html::fmt));
+                "worst cosine (1 = identical)", "min_cosine", Evaluation::minCosine, Html::fmt));
         sb.append(fidelityChart(rows, methodIndex, "chart-eval-retrieval", "Retrieval agreement vs bits/weight",
-                "retrieval agreement (fraction of paragraphs, 0–1)", "retrieval_agreement", Evaluation::retrievalAgreement, Html::pct));
+                "agreement (fraction, 0–1)", "retrieval_agreement", Evaluation::retrievalAgreement, Html::pct));
         sb.append("</div>");
         Table t = new Table("t-eval", "Evaluation rows (click a column header to sort)");
         t.head("#", true).head("method", false).head("budget (grid bits)", true).head("bits/weight", true).head("mean cosine", true)
@@ -318,7 +318,7 @@ public final class HtmlReport {
             }
         }
         SvgChart c = new SvgChart("chart-run-" + run + "-ratio", "Loss / Babai bound per layer", table, Axis.index(X_LAYER, ls.size()),
-                Axis.linear("loss ÷ bound (ratio, no unit)", 0, hi))
+                Axis.linear("loss ÷ bound (no unit)", 0, hi))
                 .series("ok", "layer without clipping (ratio ≤ 1 guaranteed)", Shape.CIRCLE, SvgChart.COLOURS[0])
                 .series("clipped", "layer with clipped weights (bound not guaranteed)", Shape.TRIANGLE, SvgChart.COLOURS[1])
                 .hline(1.0 / 3, "1/3: uniform rounding errors (theory)", "third")
@@ -352,8 +352,8 @@ public final class HtmlReport {
     private static String evalChart(int run, List<Layer> ls, String table) {
         double hi = ls.stream().mapToDouble(Layer::evalRelError).filter(Double::isFinite).max().orElse(1);
         SvgChart c = new SvgChart("chart-run-" + run + "-eval", "Held-out relative output error per layer", table,
-                Axis.index(X_LAYER, ls.size()), Axis.linear("‖Xe(W − Q)ᵀ‖ / ‖Xe Wᵀ‖ (relative, held-out inputs)", 0, hi))
-                .series("eval", "held-out relative error (× on the floor: not measured)", Shape.DIAMOND, SvgChart.COLOURS[2]);
+                Axis.index(X_LAYER, ls.size()), Axis.linear("relative error (no unit)", 0, hi))
+                .series("eval", "held-out relative error ‖Xe(W − Q)ᵀ‖ / ‖Xe Wᵀ‖ (× on the floor: not measured)", Shape.DIAMOND, SvgChart.COLOURS[2]);
         for (int i = 0; i < ls.size(); i++) {
             Layer l = ls.get(i);
             c.mark("eval", i, "eval_rel_error", i, l.evalRelError(), who(i, l) + ": held-out error " + Html.fmt(l.evalRelError()));
@@ -365,8 +365,8 @@ public final class HtmlReport {
         double lo = ls.stream().mapToDouble(Layer::bitsPerWeight).filter(Double::isFinite).min().orElse(0);
         double hi = ls.stream().mapToDouble(Layer::bitsPerWeight).filter(Double::isFinite).max().orElse(1);
         SvgChart c = new SvgChart("chart-run-" + run + "-bits", "Bits per weight per layer", table, Axis.index(X_LAYER, ls.size()),
-                Axis.linear("bits per weight (stored bits ÷ weights)", Math.floor(lo), Math.ceil(hi + 1e-9)))
-                .series("bpw", "bits per weight as stored", Shape.SQUARE, SvgChart.COLOURS[4]);
+                Axis.linear("bits per weight", Math.floor(lo), Math.ceil(hi + 1e-9)))
+                .series("bpw", "bits per weight as stored (stored bits ÷ weights)", Shape.SQUARE, SvgChart.COLOURS[4]);
         for (int i = 0; i < ls.size(); i++) {
             Layer l = ls.get(i);
             c.mark("bpw", i, "bits_per_weight", i, l.bitsPerWeight(), who(i, l) + ": " + Html.fmt(l.bitsPerWeight()) + " bits/weight");
@@ -456,14 +456,15 @@ public final class HtmlReport {
             "body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1a1a1a;background:#fff;margin:0 auto;padding:0 12px 24px;max-width:1400px}",
             "h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ccc}code{overflow-wrap:anywhere}",
             "nav ul{display:flex;flex-wrap:wrap;gap:.25rem 1rem;padding:0;list-style:none}",
-            ".charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,520px),1fr));gap:12px}",
-            "figure.chart{margin:0;border:1px solid #ddd;padding:4px;min-width:0}figure.chart svg{width:100%;height:auto;display:block}",
+            ".charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,440px),1fr));gap:12px}",
+            "figure.chart{margin:0;border:1px solid #ddd;padding:4px;min-width:0}figure.chart svg.plot{width:100%;height:auto;display:block}",
+            "svg.swatch{width:14px;height:14px;display:inline-block;vertical-align:-2px}",
             "figcaption ul.legend{list-style:none;margin:4px 0;padding:0;font-size:.85rem}figcaption li{margin:2px 0}",
-            "svg .grid{stroke:#e6e6e6}svg .axis,svg .tickmark{stroke:#333}svg text{font-size:12px;fill:#333}",
-            "svg .chart-title{font-weight:600;font-size:14px}svg .axis-label{font-size:12px}",
+            "svg .grid{stroke:#e6e6e6}svg .axis,svg .tickmark{stroke:#333}svg text{font-size:14px;fill:#222}",
+            "svg .chart-title{font-weight:600;font-size:16px}svg .axis-label{font-size:14px}",
             "svg .ref{stroke-width:1.5}svg .ref.third{stroke:#333;stroke-dasharray:6 4}svg .ref.one{stroke:#999;stroke-dasharray:2 3}",
-            "svg .ref-label{font-size:11px}svg .link{fill:none;stroke-width:1.5;opacity:.6}svg .stem{stroke-width:1.5;opacity:.5}",
-            "svg .mark.na{fill:none;stroke-width:2}svg .flag{font-size:11px;font-weight:700}svg .end-label{font-size:11px}",
+            "svg .ref-label{font-size:13px;paint-order:stroke;stroke:#fff;stroke-width:3px}svg .link{fill:none;stroke-width:1.5;opacity:.6}svg .stem{stroke-width:1.5;opacity:.5}",
+            "svg .mark.na{fill:none;stroke-width:2}svg .flag{font-size:13px;font-weight:700}svg .end-label{font-size:13px}",
             "svg .mark:hover{stroke:#000;stroke-width:2}",
             ".scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:.85rem;margin:6px 0}",
             "caption{text-align:left;font-weight:600;padding:4px 0}th,td{border:1px solid #ddd;padding:3px 6px}td.n{text-align:right;font-variant-numeric:tabular-nums}",

@@ -13,6 +13,7 @@ import org.apache.parquet.io.ColumnIOFactory;
 import org.apache.parquet.io.RecordReader;
 import org.apache.parquet.schema.MessageType;
 import org.babaiquant.BadInputException;
+import org.babaiquant.core.Json;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -202,7 +203,7 @@ public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evalu
                 try {
                     Map<String, String> meta = readFile(conf, f, rows::add);
                     if (params.isEmpty() && meta.containsKey("babai.params")) {
-                        params.putAll(flatJson(meta.get("babai.params")));
+                        params.putAll(params(meta.get("babai.params"), f.getPath().toString()));
                     }
                 } catch (BadInputException e) {
                     problems.add(e.getMessage());
@@ -290,15 +291,12 @@ public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evalu
         }
     }
 
-    private static final Pattern JSON_PAIR = Pattern.compile("\"([^\"]+)\"\\s*:\\s*(\"(?:[^\"\\\\]|\\\\.)*\"|[^,}]+)");
-
-    /** The pairs of a flat JSON object (the run's {@code babai.params}), values as written (strings unquoted). */
-    static Map<String, String> flatJson(String json) {
+    /** The top-level pairs of the run's {@code babai.params} JSON object, values as their JSON text (strings unquoted). */
+    static Map<String, String> params(String json, String source) {
         Map<String, String> out = new LinkedHashMap<>();
-        Matcher m = JSON_PAIR.matcher(json);
-        while (m.find()) {
-            String v = m.group(2).trim();
-            out.put(m.group(1), v.startsWith("\"") ? v.substring(1, v.length() - 1).replace("\\\"", "\"").replace("\\\\", "\\") : v);
+        if (Json.parse(json, source, "babai.params", Json.Numbers.TEXT) instanceof Map<?, ?> m) {
+            m.forEach((k, v) -> out.put(String.valueOf(k), v instanceof String || v instanceof Json.RawNumber || v == null
+                    ? String.valueOf(v) : Json.compact(v)));
         }
         return out;
     }

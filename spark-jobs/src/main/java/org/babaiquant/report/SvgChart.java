@@ -162,7 +162,7 @@ final class SvgChart {
     }
 
     /**
-     * The mark of one table cell: row {@code row}, column {@code col}, value {@code v} at (xv, v). {@code hover} is
+     * The mark of one table cell (every shape is centred on its point: its bounding box's centre is the value): row {@code row}, column {@code col}, value {@code v} at (xv, v). {@code hover} is
      * the tooltip (it should hold the value as the table prints it).
      */
     SvgChart mark(String key, int row, String col, double xv, double v, String hover) {
@@ -189,12 +189,12 @@ final class SvgChart {
                     data, cx - 4.5, cy - 4.5, c, t);
             case BAR -> String.format(Locale.ROOT, "<rect class=\"mark\"%s x=\"%.2f\" y=\"%.2f\" width=\"12\" height=\"4\" fill=\"%s\">%s</rect>",
                     data, cx - 6, cy - 2, c, t);
-            case TRIANGLE -> String.format(Locale.ROOT, "<path class=\"mark\"%s d=\"M%.2f,%.2f l5.5,9.5 h-11 z\" fill=\"%s\">%s</path>",
-                    data, cx, cy - 6, c, t);
+            case TRIANGLE -> String.format(Locale.ROOT, "<path class=\"mark\"%s d=\"M%.2f,%.2f l5.5,11 h-11 z\" fill=\"%s\">%s</path>",
+                    data, cx, cy - 5.5, c, t);
             case DIAMOND -> String.format(Locale.ROOT, "<path class=\"mark\"%s d=\"M%.2f,%.2f l6,6 l-6,6 l-6,-6 z\" fill=\"%s\">%s</path>",
                     data, cx, cy - 6, c, t);
             case STAR -> String.format(Locale.ROOT, "<path class=\"mark\"%s d=\"M%.2f,%.2f l1.8,4.1 4.4,0.4 -3.3,2.9 1,4.4 -3.9,-2.3 -3.9,2.3 1,-4.4"
-                    + " -3.3,-2.9 4.4,-0.4 z\" fill=\"%s\">%s</path>", data, cx, cy - 6.5, c, t);
+                    + " -3.3,-2.9 4.4,-0.4 z\" fill=\"%s\">%s</path>", data, cx, cy - 5.9, c, t);
         });
         return this;
     }
@@ -225,7 +225,7 @@ final class SvgChart {
 
     String svg() {
         StringBuilder sb = new StringBuilder();
-        sb.append(String.format(Locale.ROOT, "<figure class=\"chart\"><svg id=\"%s\" data-table=\"%s\" viewBox=\"0 0 %d %d\" role=\"img\""
+        sb.append(String.format(Locale.ROOT, "<figure class=\"chart\"><svg class=\"plot\" id=\"%s\" data-table=\"%s\" viewBox=\"0 0 %d %d\" role=\"img\""
                 + " aria-labelledby=\"%s-t\"><title id=\"%s-t\">%s</title>", Html.esc(id), Html.esc(table), WIDTH, HEIGHT, Html.esc(id),
                 Html.esc(id), Html.esc(title)));
         sb.append(String.format(Locale.ROOT, "<text class=\"chart-title\" x=\"%d\" y=\"18\">%s</text>", LEFT, Html.esc(title)));
@@ -270,7 +270,7 @@ final class SvgChart {
             case RING -> "<circle cx=\"7\" cy=\"7\" r=\"5\" fill=\"#fff\" stroke=\"" + s.colour() + "\" stroke-width=\"2\"/>";
             case SQUARE -> "<rect x=\"2.5\" y=\"2.5\" width=\"9\" height=\"9\" fill=\"" + s.colour() + "\"/>";
             case BAR -> "<rect x=\"1\" y=\"5\" width=\"12\" height=\"4\" fill=\"" + s.colour() + "\"/>";
-            case TRIANGLE -> "<path d=\"M7,1 l5.5,9.5 h-11 z\" fill=\"" + s.colour() + "\"/>";
+            case TRIANGLE -> "<path d=\"M7,1.5 l5.5,11 h-11 z\" fill=\"" + s.colour() + "\"/>";
             case DIAMOND -> "<path d=\"M7,1 l6,6 l-6,6 l-6,-6 z\" fill=\"" + s.colour() + "\"/>";
             case STAR -> "<path d=\"M7,0.5 l1.8,4.1 4.4,0.4 -3.3,2.9 1,4.4 -3.9,-2.3 -3.9,2.3 1,-4.4 -3.3,-2.9 4.4,-0.4 z\" fill=\""
                     + s.colour() + "\"/>";
