@@ -183,7 +183,7 @@ public final class HtmlReport {
                 yhi = Math.max(yhi, v);
             }
         }
-        Axis x = Axis.linear("bits per weight (stored bits ÷ weights)", finiteOr(xlo, 0) - 0.1, finiteOr(xhi, 1) + 0.3);
+        Axis x = Axis.linear("bits per weight (stored bits ÷ weights)", finiteOr(xlo, 0) - 0.1, finiteOr(xhi, 1) + 0.2);
         Axis y = Axis.linear(yLabel, finiteOr(ylo, 0), finiteOr(yhi, 1));
         SvgChart c = new SvgChart(id, title, "t-eval", x, y);
         for (Map.Entry<String, Integer> m : methodIndex.entrySet()) {

@@ -14,9 +14,9 @@ import java.util.Map;
  * cross on the bottom edge whose title says why, so that every row is drawn.
  */
 final class SvgChart {
-    static final int WIDTH = 640;
-    static final int HEIGHT = 320;
-    private static final int LEFT = 78;
+    static final int WIDTH = 540;
+    static final int HEIGHT = 300;
+    private static final int LEFT = 72;
     private static final int RIGHT = 20;
     private static final int TOP = 34;
     private static final int BOTTOM = 52;
