@@ -190,6 +190,10 @@ class HtmlReportTest {
         byte[] bytes = Files.readAllBytes(key);
         Files.write(key, java.util.Arrays.copyOf(bytes, bytes.length / 2));
         Files.writeString(work.resolve("evaluation/part-garbage.parquet"), "not <b>Parquet</b>");
+        try (Stream<Path> parts = Files.list(work.resolve("evaluation"))) { // a rerun's row of the same quantized output
+            Path one = parts.filter(p -> p.getFileName().toString().endsWith(".parquet") && !p.toString().contains("garbage")).findFirst().orElseThrow();
+            Files.copy(one, work.resolve("evaluation/part-rerun.parquet"));
+        }
         Path html = tmp.resolve("partial.html");
         QuantizeLayerCliTest.Run r = report(work.toString(), html);
         assertEquals(0, r.status(), r.err());
@@ -199,6 +203,7 @@ class HtmlReportTest {
         assertTrue(warnings.stream().anyMatch(w -> w.contains("cannot read") && w.contains("attention.self.key.weight/part-00000.parquet")), r.err());
         assertTrue(warnings.stream().anyMatch(w -> w.contains("cannot read") && w.contains("part-garbage.parquet")), r.err());
         assertTrue(r.out().contains("4 layers: Σ loss"), r.out());
+        assertTrue(r.out().contains("1 older evaluation row(s) of the same quantized outputs"), r.out());
         String page = Files.readString(html);
         assertTrue(page.contains("Missing or unreadable: 3 item(s)"), page);
         assertFalse(page.contains("not <b>Parquet</b>"));
@@ -209,7 +214,7 @@ class HtmlReportTest {
         assertEquals(3, dom.tags.stream().filter(t -> t.name().equals("li") && t.at() > dom.dom.indexOf("id=\"missing\"")
                 && t.at() < dom.dom.indexOf("</section>", dom.dom.indexOf("id=\"missing\""))).count());
         assertEquals(4, dom.tableRows("t-run-0").size());
-        assertEquals(4, dom.tableRows("t-eval").size());
+        assertEquals(4, dom.tableRows("t-eval").size(), "the rerun's row replaces the older one of the same run");
         dom.assertEveryChartDrawsEveryRowWithItsTableValue();
         dom.assertEveryMarkChangedPixels(chromium, html, tmp);
     }

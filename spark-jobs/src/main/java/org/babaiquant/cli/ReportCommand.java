@@ -53,6 +53,7 @@ public final class ReportCommand implements Callable<Integer> {
         if (!data.evaluations().isEmpty()) {
             printEvaluations(data.evaluations());
         }
+        data.notes().forEach(System.out::println);
         List<String> problems = new java.util.ArrayList<>(data.problems());
         data.runs().forEach(r -> problems.addAll(r.problems()));
         for (String p : problems) {

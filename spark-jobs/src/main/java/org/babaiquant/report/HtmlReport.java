@@ -69,6 +69,9 @@ public final class HtmlReport {
                 .append("<title>babai-quant report: ").append(Html.esc(data.uri())).append("</title><style>").append(CSS).append("</style></head>\n<body>");
         sb.append("<header><h1>babai-quant report</h1><p>Source: <code>").append(Html.esc(data.uri())).append("</code>: ")
                 .append(data.runs().size()).append(" quantize run(s), ").append(data.evaluations().size()).append(" evaluation row(s).</p>");
+        for (String n : data.notes()) {
+            sb.append("<p class=\"note\">").append(Html.esc(n)).append("</p>");
+        }
         sb.append(contents(data)).append("</header>\n<main>");
         sb.append(problems(data));
         if (!data.evaluations().isEmpty()) {

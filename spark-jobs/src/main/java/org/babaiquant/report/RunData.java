@@ -35,7 +35,10 @@ import java.util.regex.Pattern;
  * <p>A URI may be a quantize output ({@code URI/reports}), a pipeline work folder ({@code URI/quantized/reports}), a
  * demo work folder ({@code URI/quantized/RUN/reports} and {@code URI/evaluation}), or an evaluation table alone.
  */
-public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evaluations, List<String> problems) {
+public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evaluations, List<String> problems, List<String> notes) {
+    public RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evaluations, List<String> problems) {
+        this(uri, runs, evaluations, problems, List.of());
+    }
 
     /** One row of {@code OUT/reports}: a committed layer's error-bound report. */
     public record Layer(String layer, String site, String method, String order, int bits, int groupSize, boolean sym,
@@ -140,17 +143,18 @@ public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evalu
                 runs.add(readRun(conf, fs, dir, modelOrder));
             }
             List<Evaluation> evals = new ArrayList<>();
+            List<String> notes = new ArrayList<>();
             Path evalDir = new Path(root, "evaluation");
             if (fs.exists(evalDir)) {
-                readEvaluations(conf, fs, evalDir, evals, problems);
+                readEvaluations(conf, fs, evalDir, evals, problems, notes);
             } else if (runs.isEmpty()) {
-                readEvaluations(conf, fs, root, evals, problems);
+                readEvaluations(conf, fs, root, evals, problems, notes);
             }
             if (runs.isEmpty() && evals.isEmpty()) {
                 problems.add("nothing to report under " + uri + ": no quantize output (reports/, quantized/reports/ or"
                         + " quantized/RUN/reports/) and no evaluation table (evaluation/part-*.parquet)");
             }
-            return new RunData(uri, runs, evals, problems);
+            return new RunData(uri, runs, evals, problems, notes);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + uri + ": " + e.getMessage(), e);
         }
@@ -236,24 +240,40 @@ public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evalu
         return new QuantizeRun(name, dir.toString(), params, layers, problems);
     }
 
-    private static void readEvaluations(Configuration conf, FileSystem fs, Path dir, List<Evaluation> out, List<String> problems)
-            throws IOException {
-        List<FileStatus> files = parquetFiles(fs, dir).stream().filter(f -> f.getPath().getName().startsWith("part-")).toList();
+    /**
+     * The evaluation rows, newest file first; an older row evaluating the same quantized output the same way (same
+     * original, paragraphs and length: a rerun, e.g. of the demo, which adds its rows to the table) is left out, and
+     * a note says how many were.
+     */
+    private static void readEvaluations(Configuration conf, FileSystem fs, Path dir, List<Evaluation> out, List<String> problems,
+                                        List<String> notes) throws IOException {
+        List<FileStatus> files = new ArrayList<>(parquetFiles(fs, dir).stream().filter(f -> f.getPath().getName().startsWith("part-")).toList());
         if (files.isEmpty() && dir.getName().equals("evaluation")) {
             problems.add(dir + " holds no evaluation row (no part-*.parquet)");
         }
+        files.sort(Comparator.comparingLong(FileStatus::getModificationTime).reversed().thenComparing(f -> f.getPath().getName()));
+        java.util.Set<List<Object>> seen = new java.util.HashSet<>();
+        int older = 0;
         for (FileStatus f : files) {
             List<Group> rows = new ArrayList<>();
             try {
                 readFile(conf, f, rows::add);
                 for (Group g : rows) {
-                    out.add(Evaluation.of(g));
+                    Evaluation e = Evaluation.of(g);
+                    if (seen.add(List.of(e.quantized(), e.original(), e.paragraphs(), e.maxLen()))) {
+                        out.add(e);
+                    } else {
+                        older++;
+                    }
                 }
             } catch (BadInputException e) {
                 problems.add(e.getMessage());
             } catch (RuntimeException e) {
                 problems.add(f.getPath() + ": not an evaluation row (" + e.getMessage() + "); left out");
             }
+        }
+        if (older > 0) {
+            notes.add(older + " older evaluation row(s) of the same quantized outputs (earlier runs) left out: the newest of each is shown");
         }
     }
 
