@@ -3,7 +3,8 @@ package org.babaiquant;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.parquet.example.data.Group;
 import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.Method;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.method.MethodSpec;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
 import org.babaiquant.onnx.EvaluationReport;
@@ -24,9 +25,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeSet;
 import java.util.stream.Collectors;
-import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -257,9 +256,9 @@ class HtmlReportTest {
         tensors.put(evil, Npy.readMatrix(RealData.miniLm().resolve("weights/layer0_q_proj.weight.npy")));
         SafeTensors.write(model, tensors, "F32");
         Path out = tmp.resolve("q");
-        QuantizeJob.run(SparkTestSession.get(), new QuantizeJob.Config(model.toString(),
-                PipelineTest.LocalRun.work().resolve("hessians").toString(), out.toString(), Method.GPTQ, 4, 128, false, false,
-                ColumnOrder.ACT_ORDER, true, 0.01, 128, null, List.of("enc.*q\\.weight=layer0_attn_in"), null, null, 0, "auto", 0, false), s -> { });
+        MethodSpec spec = MethodSpec.grid("gptq", new QuantGrid.Spec(4, 128, false, false), ColumnOrder.ACT_ORDER, true, 0.01);
+        QuantizeJob.run(SparkTestSession.get(), new QuantizeJob.Config(model.toString(), PipelineTest.LocalRun.work().resolve("hessians").toString(),
+                out.toString(), spec, null, List.of("enc.*q\\.weight=layer0_attn_in"), null, null, 0, "auto", 0, false), s -> { });
         Path html = tmp.resolve("evil.html");
         QuantizeLayerCliTest.Run r = report(out.toString(), html);
         assertEquals(0, r.status(), r.err());
