@@ -37,13 +37,7 @@ public final class ReportCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         Configuration conf = HadoopConfs.fromEnvironmentAndSpark();
-        List<String> order = List.of();
-        if (model != null) {
-            try (ModelWeights m = ModelWeights.open(conf, model)) {
-                order = m.names();
-            }
-        }
-        RunData data = RunData.read(conf, uri, order);
+        RunData data = RunData.read(conf, uri, modelOrder(conf, model));
         for (RunData.QuantizeRun run : data.runs()) {
             if (data.runs().size() > 1) {
                 System.out.println("== " + run.name() + " ==");
@@ -70,6 +64,26 @@ public final class ReportCommand implements Callable<Integer> {
             return 2;
         }
         return 0;
+    }
+
+    /** The tensor names of {@code model} in its order (empty when null). */
+    static List<String> modelOrder(Configuration conf, String model) {
+        if (model == null) {
+            return List.of();
+        }
+        try (ModelWeights m = ModelWeights.open(conf, model)) {
+            return m.names();
+        }
+    }
+
+    /**
+     * For the commands that end with a report (demo, pipeline): writes the page of {@code uri} to {@code target}, layers
+     * in {@code model}'s order when given, and says where it is.
+     */
+    public static void writeHtml(Configuration conf, String uri, String model, String target) {
+        RunData data = RunData.read(conf, uri, modelOrder(conf, model));
+        HtmlReport.write(conf, data, target);
+        System.out.println("report: " + target + " (one HTML page; open it in a browser)");
     }
 
     private static void printRun(RunData.QuantizeRun run) {
