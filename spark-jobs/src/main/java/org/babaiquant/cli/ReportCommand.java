@@ -5,6 +5,7 @@ import org.babaiquant.report.HtmlReport;
 import org.babaiquant.report.RunData;
 import org.babaiquant.spark.HadoopConfs;
 import org.babaiquant.spark.ModelWeights;
+import org.babaiquant.spark.Uris;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -55,12 +56,12 @@ public final class ReportCommand implements Callable<Integer> {
         }
         if (html != null) {
             HtmlReport.write(conf, data, html);
-            System.out.printf(Locale.ROOT, "wrote %s (%d run(s), %d evaluation row(s)%s)%n", html, data.runs().size(), data.evaluations().size(),
+            System.out.printf(Locale.ROOT, "wrote %s (%d run(s), %d evaluation row(s)%s)%n", Uris.redact(html), data.runs().size(), data.evaluations().size(),
                     problems.isEmpty() ? "" : "; " + problems.size() + " item(s) missing, listed at the top of the page");
         }
         if (data.isEmpty()) {
-            System.err.println("babai-quant report: error: nothing to report under " + uri
-                    + " (no committed layer report and no evaluation row)" + (html == null ? "" : "; " + html + " says so"));
+            System.err.println("babai-quant report: error: nothing to report under " + data.uri()
+                    + " (no committed layer report and no evaluation row)" + (html == null ? "" : "; " + Uris.redact(html) + " says so"));
             return 2;
         }
         return 0;
@@ -83,7 +84,7 @@ public final class ReportCommand implements Callable<Integer> {
     public static void writeHtml(Configuration conf, String uri, String model, String target) {
         RunData data = RunData.read(conf, uri, modelOrder(conf, model));
         HtmlReport.write(conf, data, target);
-        System.out.println("report: " + target + " (one HTML page; open it in a browser)");
+        System.out.println("report: " + Uris.redact(target) + " (one HTML page; open it in a browser)");
     }
 
     private static void printRun(RunData.QuantizeRun run) {

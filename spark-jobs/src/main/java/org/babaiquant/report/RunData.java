@@ -14,6 +14,7 @@ import org.apache.parquet.io.RecordReader;
 import org.apache.parquet.schema.MessageType;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.Json;
+import org.babaiquant.spark.Uris;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -36,6 +37,12 @@ import java.util.regex.Pattern;
  * demo work folder ({@code URI/quantized/RUN/reports} and {@code URI/evaluation}), or an evaluation table alone.
  */
 public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evaluations, List<String> problems, List<String> notes) {
+    /** URIs and messages as shown: any user-info (credentials) in a URI stripped. */
+    public RunData {
+        uri = Uris.redact(uri);
+        problems = problems.stream().map(Uris::redact).toList();
+    }
+
     public RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evaluations, List<String> problems) {
         this(uri, runs, evaluations, problems, List.of());
     }
@@ -68,6 +75,11 @@ public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evalu
 
     /** One quantize output: its parameters (the shard footers' {@code babai.params}), its layers in model order. */
     public record QuantizeRun(String name, String uri, Map<String, String> params, List<Layer> layers, List<String> problems) {
+        public QuantizeRun {
+            uri = Uris.redact(uri);
+            problems = problems.stream().map(Uris::redact).toList();
+        }
+
         public double loss() {
             return layers.stream().mapToDouble(Layer::loss).sum();
         }
@@ -112,7 +124,7 @@ public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evalu
                              double meanLossOverBound, int layers, int paragraphs, int maxLen, double meanCosine,
                              double minCosine, double retrievalAgreement, int retrievalSame, double seconds) {
         static Evaluation of(Group g) {
-            return new Evaluation(g.getString("original", 0), g.getString("quantized", 0), g.getString("method", 0),
+            return new Evaluation(Uris.redact(g.getString("original", 0)), Uris.redact(g.getString("quantized", 0)), g.getString("method", 0),
                     g.getInteger("bits", 0), g.getDouble("bits_per_weight", 0), g.getDouble("mean_loss_over_bound", 0),
                     g.getInteger("layers", 0), g.getInteger("paragraphs", 0), g.getInteger("max_len", 0),
                     g.getDouble("mean_cosine", 0), g.getDouble("min_cosine", 0), g.getDouble("retrieval_agreement", 0),
