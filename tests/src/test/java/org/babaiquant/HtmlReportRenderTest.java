@@ -55,6 +55,16 @@ class HtmlReportRenderTest {
     }
 
     @Test
+    void credentialsInUrisAreNeverShown() {
+        RunData data = new RunData("s3a://AKIAEXAMPLE:s3cr3t@bucket/run", List.of(), List.of(),
+                List.of("cannot read s3a://AKIAEXAMPLE:s3cr3t@bucket/run/evaluation/part-1.parquet"));
+        String page = HtmlReport.render(data);
+        assertTrue(page.contains("s3a://bucket/run"), page);
+        assertTrue(!page.contains("s3cr3t") && !page.contains("AKIAEXAMPLE"), page);
+        assertTrue(page.contains("Nothing to show"));
+    }
+
+    @Test
     void naturalOrderComparesNumbersAsNumbers() {
         List<String> names = new java.util.ArrayList<>(List.of("b.10", "b.9", "a.100.x", "a.20.x", "b.1"));
         names.sort(RunData.NATURAL);
