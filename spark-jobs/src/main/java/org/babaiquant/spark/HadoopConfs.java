@@ -50,6 +50,11 @@ public final class HadoopConfs {
      */
     private static final Pattern SENSITIVE = Pattern.compile(
             "(?i)(.*(secret|password|passwd|token|credential|session|signature|encryption).*|(.*\\.)?key(\\..*)?)");
+    /**
+     * Keys that name classes, not secrets ({@code fs.s3a.aws.credentials.provider}): shown although they contain
+     * "credential", unless Hadoop's own list says otherwise.
+     */
+    private static final Pattern CLASS_NAMES = Pattern.compile("(?i).*\\.providers?");
     private static final ConfigRedactor HADOOP_REDACTOR = new ConfigRedactor(new Configuration(false));
 
     private HadoopConfs() {}
@@ -117,7 +122,8 @@ public final class HadoopConfs {
 
     /** The value to show for a key: sensitive keys never show their value. */
     public static String redact(String key, String value) {
-        if (SENSITIVE.matcher(key).matches() || !java.util.Objects.equals(HADOOP_REDACTOR.redact(key, value), value)) {
+        if ((SENSITIVE.matcher(key).matches() && !CLASS_NAMES.matcher(key).matches())
+                || !java.util.Objects.equals(HADOOP_REDACTOR.redact(key, value), value)) {
             return "<redacted>";
         }
         return Uris.redact(value);
