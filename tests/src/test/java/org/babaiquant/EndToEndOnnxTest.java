@@ -15,7 +15,7 @@ import org.babaiquant.onnx.BundledMiniLm;
 import org.babaiquant.onnx.EmbeddingEvaluation;
 import org.babaiquant.onnx.EvaluationReport;
 import org.babaiquant.onnx.OnnxApply;
-import org.babaiquant.onnx.OnnxModel;
+import org.babaiquant.io.OnnxModel;
 import org.babaiquant.onnx.Paragraphs;
 import org.babaiquant.onnx.WordPieceTokenizer;
 import org.babaiquant.spark.ActivationLayout;

@@ -91,7 +91,7 @@ class S3PipelineTest {
      * A quantize table decoded row by row, every column but {@code seconds} (measured) and {@code fingerprint} (it
      * hashes the run's inputs, including the held-out activations' URI, which differs between the runs by design).
      */
-    private static List<String> decoded(Configuration conf, String out, String kind) {
+    static List<String> decoded(Configuration conf, String out, String kind) {
         List<String> rows = new ArrayList<>();
         QuantizedLayout.readAll(conf, out, kind, g -> {
             StringBuilder sb = new StringBuilder();

@@ -51,6 +51,11 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--eval-tokens", defaultValue = "2048", description = "held-out tokens per site (default: ${DEFAULT-VALUE})")
     int evalTokens;
 
+    @Option(names = "--starved", defaultValue = "damp", paramLabel = "damp|rtn", description = "mixture-of-experts experts that saw fewer "
+            + "tokens than they have inputs: escalated damping max(damp, (n − t)/t), or round to nearest (an expert with no token runs "
+            + "on H = I either way; see docs/MOE-AND-VLLM.md); default: ${DEFAULT-VALUE}")
+    String starved;
+
     @Mixin
     BackendOption backend = new BackendOption();
 
@@ -97,7 +102,7 @@ public final class QuantizeCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--model, --hessians and --out are required (only --plan-layout works without them)");
         }
         return new QuantizeJob.Config(model, hessians, out, method.spec(MethodOptions.QUANTIZE), layers, map, mapFile, evalActivations,
-                evalTokens, backend.backend, 0, force);
+                evalTokens, backend.backend, 0, force, org.babaiquant.core.StarvedExperts.Rule.parse(starved));
     }
 
     @Override

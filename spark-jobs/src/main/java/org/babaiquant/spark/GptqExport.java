@@ -23,7 +23,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.TreeMap;
+import java.util.Set;
 import java.util.UUID;
 
 /**
@@ -47,7 +47,29 @@ public final class GptqExport {
     public record Summary(int layers, int copied, List<String> files, String checkpointFormat) {}
 
     public static Summary export(Configuration conf, String quantized, String modelUri, String outDir) {
-        Map<String, QuantizedLayout.LayerShards> layers = new TreeMap<>();
+        // read on access, never all at once: a layer's unpacked codes take 4 bytes a weight (3.9 GiB for a 1 B model)
+        java.util.SortedSet<String> names = new java.util.TreeSet<>();
+        Map<String, QuantizedLayout.LayerShards> layers = new java.util.AbstractMap<>() {
+            @Override
+            public Set<Map.Entry<String, QuantizedLayout.LayerShards>> entrySet() {
+                return new java.util.AbstractSet<>() {
+                    @Override
+                    public java.util.Iterator<Map.Entry<String, QuantizedLayout.LayerShards>> iterator() {
+                        return names.stream().map(n -> Map.entry(n, QuantizedLayout.readLayer(conf, quantized, n))).iterator();
+                    }
+
+                    @Override
+                    public int size() {
+                        return names.size();
+                    }
+                };
+            }
+
+            @Override
+            public QuantizedLayout.LayerShards get(Object name) {
+                return names.contains(name) ? QuantizedLayout.readLayer(conf, quantized, (String) name) : null;
+            }
+        };
         Map<String, double[]> bound = new LinkedHashMap<>();
         String[] run = new String[3];
         QuantizedLayout.readAll(conf, quantized, "reports", g -> {
@@ -67,9 +89,7 @@ public final class GptqExport {
             run[1] = g.getString("order", 0);
             run[2] = String.valueOf(g.getBoolean("sym", 0));
         });
-        for (String name : bound.keySet()) {
-            layers.put(name, QuantizedLayout.readLayer(conf, quantized, name));
-        }
+        names.addAll(bound.keySet());
         QuantizedLayout.LayerShards any = layers.values().iterator().next();
         int bits = any.bits();
         int gs = any.groupSize();
@@ -95,7 +115,7 @@ public final class GptqExport {
         Path tmp = new Path(out, "_tmp-export-" + UUID.randomUUID());
         try (ModelWeights model = ModelWeights.open(conf, modelUri)) {
             FileSystem fs = out.getFileSystem(conf);
-            for (String name : layers.keySet()) {
+            for (String name : names) {
                 if (!model.names().contains(name)) {
                     throw new BadInputException("quantized layer " + name + " is not a tensor of " + modelUri + ": wrong --model?");
                 }
@@ -174,7 +194,7 @@ public final class GptqExport {
         return t;
     }
 
-    private static byte[] ints(int[][] m) {
+    static byte[] ints(int[][] m) {
         ByteBuffer b = ByteBuffer.allocate(4 * m.length * m[0].length).order(ByteOrder.LITTLE_ENDIAN);
         for (int[] row : m) {
             for (int v : row) {
@@ -184,7 +204,7 @@ public final class GptqExport {
         return b.array();
     }
 
-    private static int[][] readInts(byte[] raw, int rows, int cols) {
+    static int[][] readInts(byte[] raw, int rows, int cols) {
         ByteBuffer b = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN);
         int[][] m = new int[rows][cols];
         for (int[] row : m) {
@@ -266,7 +286,7 @@ public final class GptqExport {
     }
 
     /** The model's config.json (next to the weights) with quantization_config added, or a minimal one. */
-    private static String configJson(Configuration conf, String modelUri, String qcfg) throws IOException {
+    static String configJson(Configuration conf, String modelUri, String qcfg) throws IOException {
         Path m = new Path(modelUri);
         FileSystem fs = m.getFileSystem(conf);
         Path dir = fs.getFileStatus(m).isDirectory() ? m : m.getParent();
@@ -290,7 +310,7 @@ public final class GptqExport {
         return text.substring(0, brace + 1) + "\n  \"quantization_config\": " + inner + (empty ? "\n" : ",") + text.substring(brace + 1);
     }
 
-    private static void write(FileSystem fs, Path p, String text) throws IOException {
+    static void write(FileSystem fs, Path p, String text) throws IOException {
         try (FSDataOutputStream o = fs.create(p, false)) {
             o.write(text.getBytes(StandardCharsets.UTF_8));
         }

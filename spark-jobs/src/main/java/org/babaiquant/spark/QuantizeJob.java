@@ -12,9 +12,10 @@ import org.apache.spark.sql.SparkSession;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.Json;
 import org.babaiquant.core.LayerReport;
-import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.BackendException;
 import org.babaiquant.core.QuantBackend;
-import org.babaiquant.gpu.CudaException;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.StarvedExperts;
 import org.babaiquant.io.Commit;
 import org.babaiquant.io.Fingerprint;
 import org.babaiquant.io.SafeTensors;
@@ -51,12 +52,23 @@ public final class QuantizeJob {
      * its {@link #paramsJson()} recorded in every shard footer and fingerprint.
      */
     public record Config(String model, String hessians, String out, MethodSpec spec, String layers, List<String> map,
-                         String mapFile, String evalActivations, int evalTokens, String backend, int partitions, boolean force)
+                         String mapFile, String evalActivations, int evalTokens, String backend, int partitions, boolean force,
+                         StarvedExperts.Rule starved)
             implements Serializable {
         public Config {
             if (!List.of("auto", "cpu", "cuda").contains(backend)) {
                 throw new IllegalArgumentException("--backend must be auto, cpu or cuda, got " + backend);
             }
+            if (starved == StarvedExperts.Rule.RTN && spec.quantMethod() instanceof EncodedMethod) {
+                throw new IllegalArgumentException("--starved rtn needs a grid method (rtn, gptq, babai), not " + spec.method());
+            }
+        }
+
+        /** With the default starved-expert rule ({@code damp}, see {@link StarvedExperts}). */
+        public Config(String model, String hessians, String out, MethodSpec spec, String layers, List<String> map, String mapFile,
+                      String evalActivations, int evalTokens, String backend, int partitions, boolean force) {
+            this(model, hessians, out, spec, layers, map, mapFile, evalActivations, evalTokens, backend, partitions, force,
+                    StarvedExperts.Rule.DAMP);
         }
 
         /** Every layer of {@code model} with the default layer map, no held-out evaluation, backend auto. */
@@ -87,6 +99,9 @@ public final class QuantizeJob {
             m.put("target_bits", spec.targetBits());
             m.put("eval_tokens", evalTokens);
             m.put("format_version", QuantizedLayout.VERSION);
+            if (starved != StarvedExperts.Rule.DAMP) { // the default leaves the parameters (and fingerprints) of earlier runs as they were
+                m.put("starved", starved.cliName);
+            }
             return Json.line(m).strip();
         }
     }
@@ -135,6 +150,10 @@ public final class QuantizeJob {
                 if (h.dim() != shape[1]) {
                     throw new BadInputException("weight " + e.getKey() + " is [" + shape[0] + ", " + shape[1] + "] but the Hessian of site "
                             + e.getValue() + " is " + h.dim() + "x" + h.dim() + ": the input dimension must match");
+                }
+                if (h.tokens() == 0 && !StarvedExperts.isExpert(e.getKey())) {
+                    throw new BadInputException("site '" + e.getValue() + "' (feeding " + e.getKey() + ") has no calibration token: only a "
+                            + "mixture-of-experts expert may have none (it is then quantized on H = I); import activations for it");
                 }
                 layers.add(new Layer(e.getKey(), e.getValue(), Math.toIntExact(shape[0]), Math.toIntExact(shape[1]), info.dtype(),
                         h.fingerprint(), h.tokens()));
@@ -222,18 +241,24 @@ public final class QuantizeJob {
             w = model.readMatrix(l.name());
         }
         HessianArtifact.Loaded h = HessianArtifact.read(conf, cfg.hessians(), l.site());
+        // an expert that saw fewer tokens than it has inputs: identity H, escalated damping or RTN (StarvedExperts)
+        StarvedExperts.Plan starved = StarvedExperts.plan(l.name(), h.meta().tokens(), l.cols(), cfg.starved(), cfg.spec().damp());
+        MethodSpec spec = new MethodSpec(starved.rtn() ? "rtn" : cfg.spec().method(), cfg.spec().grid(), cfg.spec().order(),
+                cfg.spec().clip(), starved.damp(), cfg.spec().blockSize(), cfg.spec().maxDampTries(), cfg.spec().outlierRate(),
+                cfg.spec().targetBits());
+        double[][] hm = starved.identityHessian() ? StarvedExperts.identity(l.cols()) : h.h();
         // the encoded methods run their searches on the CPU; the grid methods' one pass runs where --backend says
         QuantBackend backend = cfg.spec().quantMethod() instanceof EncodedMethod ? QuantBackend.cpu() : backend(cfg.backend());
         QuantResult q;
         try {
-            q = LayerQuantizer.quantize(l.name(), w, h.h(), h.meta().tokens(), cfg.spec(), backend);
-        } catch (CudaException e) {
+            q = LayerQuantizer.quantize(l.name(), w, hm, h.meta().tokens(), spec, backend);
+        } catch (BackendException e) {
             if (!e.recoverable()) {
                 throw e; // sticky device error: fail the task, Spark retries it elsewhere
             }
             LOG.warning("layer " + l.name() + ": " + e.getMessage() + "; quantizing it on the CPU instead");
             backend = QuantBackend.cpu();
-            q = LayerQuantizer.quantize(l.name(), w, h.h(), h.meta().tokens(), cfg.spec(), backend);
+            q = LayerQuantizer.quantize(l.name(), w, hm, h.meta().tokens(), spec, backend);
         }
         LayerReport rep = q.report();
         if (cfg.evalActivations() != null) {
@@ -244,9 +269,10 @@ public final class QuantizeJob {
         Map<String, String> meta = Map.of("babai.format", "quantized-shard", "babai.version", String.valueOf(QuantizedLayout.VERSION),
                 "babai.params", cfg.paramsJson());
         String gpu = backend.name().equals("cpu") ? null : taskGpuAddress();
-        commitFiles(conf, cfg, l, meta, QuantizedLayout.shardRows(l.name(), l.dtype(), cfg.spec(), q, fp),
+        commitFiles(conf, cfg, l, meta, QuantizedLayout.shardRows(l.name(), l.dtype(), spec, q, fp),
                 QuantizedLayout.rowRows(l.name(), rep),
-                QuantizedLayout.reportRow(l.name(), l.site(), q.method(), rep, backend.name(), gpu, l.hessianFingerprint(), fp));
+                QuantizedLayout.reportRow(l.name(), l.site(), q.method(), rep, backend.name(), gpu, l.hessianFingerprint(), fp)
+                        .append("starved", starved.applied()));
         return new Outcome(l.name(), false, rep.seconds, rep.loss(), rep.bound(), rep.clipped(), rep.evalRelError);
     }
 

@@ -130,6 +130,7 @@ public final class QuantizedLayout {
                     + "  required binary hessian_fingerprint (STRING);\n"
                     + "  required binary fingerprint (STRING);\n"
                     + "  required int32 format_version;\n"
+                    + "  required binary starved (STRING);\n"
                     + "}");
 
     public static final MessageType ROWS = MessageTypeParser.parseMessageType(
@@ -367,12 +368,10 @@ public final class QuantizedLayout {
         return "layer=" + safe.replaceAll("^_+", "") + "-" + Fingerprint.sha256().text(layer).hex(4);
     }
 
-    /** Writes groups to one Parquet file (deterministic bytes for the same rows). */
+    /** Writes groups to one Parquet file, the same bytes for the same rows in every JVM ({@link ParquetFiles}). */
     public static void write(Configuration conf, Path file, MessageType schema, Map<String, String> meta, List<Group> rows)
             throws IOException {
-        try (ParquetWriter<Group> w = ExampleParquetWriter.builder(HadoopOutputFile.fromPath(file, conf))
-                .withType(schema).withConf(conf).withCompressionCodec(CompressionCodecName.SNAPPY)
-                .withWriteMode(ParquetFileWriter.Mode.CREATE).withExtraMetaData(meta).build()) {
+        try (ParquetWriter<Group> w = ParquetFiles.writer(conf, file, schema, meta)) {
             for (Group g : rows) {
                 w.write(g);
             }

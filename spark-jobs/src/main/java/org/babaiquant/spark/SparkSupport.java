@@ -13,8 +13,8 @@ public final class SparkSupport {
     private SparkSupport() {}
 
     /**
-     * The active session (under spark-submit, or a test's), else a new in-process one on {@code master}
-     * (default {@code local[*]}), bound to loopback.
+     * The active session (a test's), else a new one: under spark-submit on its master (whatever {@code master} says),
+     * otherwise in-process on {@code master} (default {@code local[*]}), bound to loopback.
      */
     public static SparkSession session(String master, String appName) {
         SparkSession active = SparkSession.getActiveSession().isDefined() ? SparkSession.getActiveSession().get()
@@ -23,11 +23,11 @@ public final class SparkSupport {
             return active;
         }
         SparkSession.Builder b = SparkSession.builder().appName(appName);
+        // under spark-submit (it sets spark.master) its --master wins over a config's or option's master: a DAG that
+        // submits to the cluster must not run the stage in the driver because conf/pipeline.yaml says local[*]
         if (System.getProperty("spark.master") == null) {
             b.master(master == null ? "local[*]" : master);
             b.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1");
-        } else if (master != null) {
-            b.master(master);
         }
         return b.getOrCreate();
     }

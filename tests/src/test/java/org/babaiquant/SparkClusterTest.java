@@ -1,0 +1,367 @@
+package org.babaiquant;
+
+import org.apache.hadoop.conf.Configuration;
+import org.apache.spark.api.java.JavaRDD;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.apache.spark.mllib.linalg.Matrix;
+import org.apache.spark.mllib.linalg.Vector;
+import org.apache.spark.mllib.linalg.Vectors;
+import org.apache.spark.mllib.linalg.distributed.RowMatrix;
+import org.babaiquant.io.Npy;
+import org.babaiquant.spark.HessianArtifact;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.condition.DisabledIfSystemProperty;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The pipeline on a real Spark standalone cluster, as the Airflow DAG runs it: a master and two workers started as
+ * separate JVMs from the Spark jars on 127.0.0.1 (no Spark distribution: a SPARK_HOME of a RELEASE file and links to
+ * the jars), every stage submitted with {@code SparkSubmit --master spark://127.0.0.1:PORT} exactly as the DAG's
+ * task renders it (conf/airflow/babai_quant_dag.py, in its order), with the repository's conf/spark-defaults.conf
+ * (Kryo and its registrator included) scaled down only in memory and cores. One executor JVM is killed with SIGKILL
+ * in the middle of the Hessian stage and again in the quantize stage: Spark loses tasks, re-runs them, and every
+ * artifact equals the in-process local run's byte for byte (reports and shards: every column but the measured
+ * seconds and the input fingerprint, which hashes the held-out activations' URI). Each Hessian also equals MLlib's
+ * own distributed Gramian ({@code RowMatrix.computeGramianMatrix}) of the same activations to float64 round-off.
+ *
+ * <p>About 2–3 minutes on 2 cores (six spark-submit JVMs, two executors each). Skip with
+ * {@code -Dbabai.cluster.skip=true}. Needs the packaged application ({@code mvn verify} builds it first).
+ */
+@DisabledIfSystemProperty(named = "babai.cluster.skip", matches = "true")
+class SparkClusterTest {
+    private static final Path TARGET = RealData.repoRoot().resolve("spark-jobs/target");
+    /** Heaps: the machine is shared; the MiniLM layers need far less (largest quantize task ~70 MiB). */
+    private static final String DAEMON_HEAP = "-Xmx256m";
+    private static final Map<String, String> SCALED = Map.of(
+            "spark.driver.memory", "768m", "spark.executor.memory", "768m", "spark.executor.cores", "2");
+    private static final List<Process> daemons = new ArrayList<>();
+
+    @TempDir
+    static Path dir;
+
+    @AfterAll
+    static void stopCluster() {
+        for (Process p : daemons) {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly();
+        }
+    }
+
+    @Test
+    void dagStagesOnAStandaloneClusterSurviveExecutorKillsAndEqualTheLocalRun() throws Exception {
+        Path sparkCp = TARGET.resolve("spark-classpath.txt");
+        Path app = TARGET.resolve("babai-quant-spark-jobs-0.1.0-SNAPSHOT-app.jar");
+        Assumptions.assumeTrue(Files.exists(sparkCp) && Files.exists(app), "application not packaged: run mvn verify");
+        Path local = PipelineTest.LocalRun.work(); // the reference: the same pipeline in-process, local[*]
+
+        // SPARK_HOME as the workers need it to launch executors: RELEASE + jars/
+        Path home = Files.createDirectories(dir.resolve("spark-home/jars"));
+        Files.writeString(home.getParent().resolve("RELEASE"), "Spark 4.2.0 (jars of the babai-quant build)\n");
+        for (String jar : Files.readString(sparkCp).strip().split(":")) {
+            Path link = home.resolve(Path.of(jar).getFileName());
+            if (jar.endsWith(".jar") && !Files.exists(link)) {
+                Files.createSymbolicLink(link, Path.of(jar));
+            }
+        }
+        Path sparkHome = home.getParent();
+        String classpath = home + "/*";
+
+        // the deployment's conf folder: the repository's files, spark-defaults.conf scaled in memory and cores only
+        Path conf = Files.createDirectories(dir.resolve("conf"));
+        Files.writeString(conf.resolve("spark-defaults.conf"), scaledDefaults());
+        Files.copy(RealData.repoRoot().resolve("conf/s3a.properties"), conf.resolve("s3a.properties"));
+        PipelineTest.repoConfig(conf); // conf/pipeline.yaml with absolute data paths
+
+        int port = freePort();
+        String master = "spark://127.0.0.1:" + port;
+        daemons.add(daemon(sparkHome, classpath, dir.resolve("master.log"), "org.apache.spark.deploy.master.Master",
+                "--host", "127.0.0.1", "--port", String.valueOf(port), "--webui-port", String.valueOf(freePort())));
+        awaitLog(dir.resolve("master.log"), "I have been elected leader", 60);
+        List<Process> workers = new ArrayList<>();
+        for (int w = 0; w < 2; w++) {
+            Path log = dir.resolve("worker" + w + ".log");
+            Process p = daemon(sparkHome, classpath, log, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                    "--cores", "2", "--memory", "1g", "--work-dir", Files.createDirectories(dir.resolve("worker" + w)).toString(),
+                    "--webui-port", String.valueOf(freePort()), master);
+            daemons.add(p);
+            workers.add(p);
+        }
+        for (int w = 0; w < 2; w++) {
+            awaitLog(dir.resolve("worker" + w + ".log"), "Successfully registered with master", 60);
+        }
+
+        // the DAG's own command lines, rendered by Airflow's rules, with this cluster's deployment settings
+        String model = local.resolve("model/model.safetensors").toString();
+        Path runs = dir.resolve("runs");
+        List<AirflowDagTest.Task> tasks = AirflowDagTest.render(dir, Map.of("BABAI_SPARK_SUBMIT", "spark-submit",
+                "BABAI_APP_JAR", app.toString(), "BABAI_CONF_DIR", conf.toString(), "BABAI_SPARK_MASTER", master),
+                "{\"model_uri\": \"" + model + "\", \"work_uri\": \"" + runs + "\"}");
+        Assumptions.assumeTrue(tasks != null, "python3 is not installed");
+        String chosen = tasks.get(0).branchChoice();
+        assertEquals("import", chosen);
+        List<String> driverJvm = new ArrayList<>(List.of(java(), "-Xmx" + SCALED.get("spark.driver.memory")));
+        driverJvm.addAll(List.of(property(Files.readString(conf.resolve("spark-defaults.conf")), "spark.driver.extraJavaOptions").split("\\s+")));
+        driverJvm.addAll(List.of("-cp", classpath, "org.apache.spark.deploy.SparkSubmit"));
+        for (AirflowDagTest.Task t : tasks) {
+            if (t.argv().isEmpty() || t.id().equals("capture") && !chosen.equals("capture")
+                    || t.id().equals("import") && !chosen.equals("import")) {
+                continue; // the branch task, and the activation stage it skips
+            }
+            List<String> cmd = new ArrayList<>(driverJvm);
+            cmd.addAll(scaledConfs(t.argv().subList(1, t.argv().size())));
+            boolean kill = t.id().equals("hessian") || t.id().equals("quantize");
+            AtomicReference<String> killed = new AtomicReference<>();
+            Thread killer = kill ? killFirstBusyExecutor(workers, killed) : null;
+            long t0 = System.nanoTime();
+            String out = run(dir, cmd, t.id());
+            System.out.printf(java.util.Locale.ROOT, "[cluster] stage %s: %.1f s%s%n", t.id(), (System.nanoTime() - t0) / 1e9,
+                    kill ? " (one executor killed)" : "");
+            if (List.of("capture", "hessian", "quantize").contains(t.id())) {
+                // a Spark stage: on the cluster's executors, not in the driver (conf/pipeline.yaml says local[*])
+                assertTrue(out.contains("Connected to Spark cluster with app ID") && !out.contains("Starting executor ID driver"),
+                        t.id() + " did not run on the cluster:\n" + out);
+            }
+            if (killer != null) {
+                killer.interrupt();
+                killer.join();
+                assertTrue(killed.get() != null, "an executor was killed during stage " + t.id() + "\n" + out);
+                // the running task was lost with its executor, and Spark ran it again elsewhere
+                assertTrue(out.contains("Lost task") && out.contains("ExecutorLostFailure"), t.id() + ": no task lost?\n" + out);
+            }
+        }
+
+        Path work = runs.resolve("gptq-4bit/20260105");
+        for (String kind : new String[] {"activations", "eval-activations", "hessians", "quantized/rows", "gptq"}) {
+            Map<String, byte[]> a = S3PipelineTest.files(new Configuration(), local.resolve(kind).toString());
+            Map<String, byte[]> b = S3PipelineTest.files(new Configuration(), work.resolve(kind).toString());
+            assertEquals(a.keySet(), b.keySet(), kind);
+            for (String k : a.keySet()) {
+                if (k.endsWith(".parquet")) {
+                    assertSameParquet(a.get(k), b.get(k), kind + "/" + k);
+                } else {
+                    assertArrayEquals(a.get(k), b.get(k), kind + "/" + k + " differs between the local and the cluster run");
+                }
+            }
+        }
+        for (String kind : new String[] {"shards", "reports"}) {
+            assertEquals(S3PipelineTest.decoded(new Configuration(), local.resolve("quantized").toString(), kind),
+                    S3PipelineTest.decoded(new Configuration(), work.resolve("quantized").toString(), kind), kind);
+        }
+        assertHessiansEqualMllibGramians(work.resolve("hessians"));
+    }
+
+    /**
+     * Two Parquet files equal byte for byte up to the order of two lists in the footer, which parquet-mr emits in an
+     * order that varies from JVM to JVM (the reliability issue): the key-value metadata and each column chunk's
+     * encodings (collected in a HashSet of enum constants, whose hash codes are per-JVM identity hashes). The data
+     * pages and the footer length must be identical bytes, and the footers equal once those two lists are sorted.
+     */
+    static void assertSameParquet(byte[] a, byte[] b, String what) throws IOException {
+        assertEquals(a.length, b.length, what + ": file sizes differ");
+        int footer = java.nio.ByteBuffer.wrap(a, a.length - 8, 4).order(java.nio.ByteOrder.LITTLE_ENDIAN).getInt();
+        int data = a.length - 8 - footer;
+        assertArrayEquals(Arrays.copyOf(a, data), Arrays.copyOf(b, data), what + ": data pages differ");
+        assertArrayEquals(Arrays.copyOfRange(a, a.length - 8, a.length), Arrays.copyOfRange(b, b.length - 8, b.length), what);
+        org.apache.parquet.format.FileMetaData fa = org.apache.parquet.format.Util.readFileMetaData(new java.io.ByteArrayInputStream(a, data, footer));
+        org.apache.parquet.format.FileMetaData fb = org.apache.parquet.format.Util.readFileMetaData(new java.io.ByteArrayInputStream(b, data, footer));
+        for (org.apache.parquet.format.FileMetaData f : List.of(fa, fb)) {
+            List<org.apache.parquet.format.KeyValue> kv = new ArrayList<>(f.getKey_value_metadata());
+            kv.sort(java.util.Comparator.comparing(org.apache.parquet.format.KeyValue::getKey));
+            f.setKey_value_metadata(kv);
+            for (org.apache.parquet.format.RowGroup g : f.getRow_groups()) {
+                for (org.apache.parquet.format.ColumnChunk c : g.getColumns()) {
+                    List<org.apache.parquet.format.Encoding> enc = new ArrayList<>(c.getMeta_data().getEncodings());
+                    enc.sort(java.util.Comparator.naturalOrder());
+                    c.getMeta_data().setEncodings(enc);
+                }
+            }
+        }
+        assertEquals(fa, fb, what + ": footers differ beyond the order of their key-value metadata and encoding lists");
+    }
+
+    /**
+     * H of each site against {@code RowMatrix.computeGramianMatrix} of the site's calibration activations (the same
+     * float32 values the import stage tiled): float64 sums of n products in two orders differ by at most
+     * 2·n·eps·Σ|x_i x_j| ≤ 2·n·eps·sqrt(G_ii G_jj) (Cauchy–Schwarz), the bound used per entry.
+     */
+    private static void assertHessiansEqualMllibGramians(Path hessians) throws IOException {
+        JavaSparkContext jsc = JavaSparkContext.fromSparkContext(SparkTestSession.get().sparkContext());
+        Path acts = RealData.miniLm().resolve("activations");
+        int sites = 0;
+        for (String site : List.of("layer0_attn_in", "layer0_o_proj_in", "layer0_ffn_up_in", "layer0_ffn_down_in")) {
+            double[][] x = Npy.readMatrix(acts.resolve(site + ".calib.npy"));
+            List<Vector> rows = Arrays.stream(x).map(Vectors::dense).toList();
+            JavaRDD<Vector> rdd = jsc.parallelize(rows, 4);
+            Matrix g = new RowMatrix(rdd.rdd()).computeGramianMatrix();
+            HessianArtifact.Loaded h = HessianArtifact.read(new Configuration(), hessians.toString(), site);
+            int d = x[0].length;
+            assertEquals(d, g.numRows());
+            assertEquals(x.length, h.meta().tokens());
+            assertEquals("sum", h.meta().normalisation()); // H = Σ xᵀx, as the Gramian
+            double eps = Math.ulp(1.0);
+            for (int i = 0; i < d; i++) {
+                for (int j = 0; j < d; j++) {
+                    double tol = 2 * x.length * eps * Math.sqrt(g.apply(i, i) * g.apply(j, j));
+                    assertEquals(g.apply(i, j), h.h()[i][j], tol, site + " H[" + i + "][" + j + "]");
+                }
+            }
+            sites++;
+        }
+        assertEquals(4, sites);
+    }
+
+    /** conf/spark-defaults.conf with only its memory and core settings replaced (everything else as committed). */
+    private static String scaledDefaults() throws IOException {
+        StringBuilder sb = new StringBuilder();
+        Set<String> seen = new HashSet<>();
+        for (String line : Files.readAllLines(RealData.repoRoot().resolve("conf/spark-defaults.conf"))) {
+            String key = line.strip().split("\\s+", 2)[0];
+            if (SCALED.containsKey(key)) {
+                line = key + " " + SCALED.get(key);
+                seen.add(key);
+            }
+            sb.append(line).append('\n');
+        }
+        assertEquals(SCALED.keySet(), seen, "conf/spark-defaults.conf sets memory and cores");
+        return sb.toString();
+    }
+
+    /** The DAG's per-stage {@code --conf} memory and core settings scaled like the properties file. */
+    private static List<String> scaledConfs(List<String> argv) {
+        List<String> out = new ArrayList<>(argv);
+        for (int i = 0; i + 1 < out.size(); i++) {
+            if (out.get(i).equals("--conf")) {
+                String key = out.get(i + 1).substring(0, out.get(i + 1).indexOf('='));
+                if (SCALED.containsKey(key)) {
+                    out.set(i + 1, key + "=" + SCALED.get(key));
+                }
+            }
+        }
+        return out;
+    }
+
+    private static String property(String file, String key) {
+        return file.lines().map(String::strip).filter(l -> l.startsWith(key + " ")).map(l -> l.substring(key.length()).strip())
+                .findFirst().orElseThrow(() -> new AssertionError(key + " missing"));
+    }
+
+    /**
+     * Waits until an executor launched by one of our workers logs that it runs a task of a stage's application
+     * started after this call (the first task of a fresh executor: cold classes, seconds of work), then SIGKILLs it.
+     */
+    private static Thread killFirstBusyExecutor(List<Process> workers, AtomicReference<String> killed) throws IOException {
+        Set<Path> before = new HashSet<>(executorLogs());
+        Thread t = new Thread(() -> {
+            try {
+                while (!Thread.currentThread().isInterrupted()) {
+                    for (Path log : executorLogs()) {
+                        if (before.contains(log) || !Files.readString(log, StandardCharsets.ISO_8859_1).contains("Running task")) {
+                            continue;
+                        }
+                        String app = log.getParent().getParent().getFileName().toString();
+                        String exec = log.getParent().getFileName().toString();
+                        Optional<ProcessHandle> victim = workers.stream().flatMap(Process::descendants)
+                                .filter(ph -> ph.info().commandLine().map(c -> c.contains("CoarseGrainedExecutorBackend")
+                                        && c.contains(app) && c.contains("--executor-id " + exec)).orElse(false)).findFirst();
+                        if (victim.isPresent()) {
+                            victim.get().destroyForcibly(); // SIGKILL
+                            killed.set(app + "/" + exec);
+                            return;
+                        }
+                    }
+                    Thread.sleep(10);
+                }
+            } catch (InterruptedException ignored) {
+                // stage over
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }, "executor-killer");
+        t.setDaemon(true);
+        t.start();
+        return t;
+    }
+
+    /** Executors' stderr files under the workers' folders (WORKDIR/APP/EXEC/stderr). */
+    private static List<Path> executorLogs() throws IOException {
+        List<Path> logs = new ArrayList<>();
+        for (int w = 0; w < 2; w++) {
+            try (Stream<Path> s = Files.walk(dir.resolve("worker" + w), 3)) {
+                s.filter(p -> p.getFileName().toString().equals("stderr")).forEach(logs::add);
+            }
+        }
+        return logs;
+    }
+
+    private static String java() {
+        return Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    }
+
+    private static Process daemon(Path sparkHome, String classpath, Path log, String mainClass, String... args) throws IOException {
+        List<String> cmd = new ArrayList<>(List.of(java(), DAEMON_HEAP));
+        java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
+                .filter(a -> a.startsWith("--add-opens")).forEach(cmd::add);
+        cmd.addAll(List.of("-cp", classpath, mainClass));
+        cmd.addAll(List.of(args));
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile());
+        pb.environment().putAll(Map.of("SPARK_HOME", sparkHome.toString(), "SPARK_SCALA_VERSION", "2.13",
+                "SPARK_LOCAL_IP", "127.0.0.1", "JAVA_HOME", System.getProperty("java.home")));
+        return pb.start();
+    }
+
+    private static void awaitLog(Path log, String text, int seconds) throws Exception {
+        long deadline = System.nanoTime() + seconds * 1_000_000_000L;
+        while (System.nanoTime() < deadline) {
+            if (Files.exists(log) && Files.readString(log, StandardCharsets.ISO_8859_1).contains(text)) {
+                return;
+            }
+            Thread.sleep(100);
+        }
+        throw new AssertionError("no '" + text + "' in " + log + " after " + seconds + " s:\n"
+                + (Files.exists(log) ? Files.readString(log, StandardCharsets.ISO_8859_1) : "(no log)"));
+    }
+
+    private static int freePort() throws IOException {
+        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    private static String run(Path cwd, List<String> cmd, String stage) throws Exception {
+        Path log = dir.resolve("driver-" + stage + ".log");
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(cwd.toFile()).redirectErrorStream(true).redirectOutput(log.toFile());
+        pb.environment().put("SPARK_LOCAL_IP", "127.0.0.1");
+        Process p = pb.start();
+        boolean done = p.waitFor(300, TimeUnit.SECONDS);
+        if (!done) {
+            p.descendants().forEach(ProcessHandle::destroyForcibly);
+            p.destroyForcibly();
+        }
+        String out = Files.readString(log, StandardCharsets.UTF_8);
+        assertTrue(done, "stage " + stage + " timed out:\n" + out);
+        assertEquals(0, p.exitValue(), "stage " + stage + ":\n" + out);
+        return out;
+    }
+}
