@@ -181,13 +181,19 @@ class KryoWireTest {
                 ? (Object) (float) d : v instanceof Byte ? (Object) (byte) d : v instanceof Short ? (Object) (short) d : d;
     }
 
+    /** Components whose records validate them (MethodSpec, QuantizeJob.Config): a sample each accepts. */
+    private static final Map<String, Object> VALID = Map.of("scheme", "lattice", "method", "gptq", "damp", 0.01,
+            "outlierRate", 0.01, "targetBits", 3.5, "backend", "cpu");
+
     private static Object sampleRecord(Class<?> c) throws Exception {
         RecordComponent[] rc = c.getRecordComponents();
         Class<?>[] types = new Class<?>[rc.length];
         Object[] args = new Object[rc.length];
         for (int i = 0; i < rc.length; i++) {
             types[i] = rc[i].getType();
-            args[i] = rc[i].getName().equals("scheme") ? "lattice" : sample(rc[i].getGenericType(), c);
+            Object valid = VALID.get(rc[i].getName());
+            args[i] = valid != null && (types[i] == String.class ? valid instanceof String : types[i] == double.class && valid instanceof Double)
+                    ? valid : sample(rc[i].getGenericType(), c);
         }
         Constructor<?> k = c.getDeclaredConstructor(types);
         k.setAccessible(true);

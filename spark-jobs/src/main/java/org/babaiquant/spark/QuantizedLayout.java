@@ -67,11 +67,13 @@ import java.util.function.Consumer;
  * OUT/rows/layer=NAME/part-00000.parquet      per-row table: layer, row, loss, bound, clipped
  * </pre>
  * A layer is committed when its reports directory exists: shards and rows are renamed into place first, the report
- * last, each from a temporary directory under {@code OUT/_tmp}.
+ * last, each through the commit protocol (written to a {@code _tmp-layer=NAME-UUID} sibling, renamed into place).
  */
 public final class QuantizedLayout {
     public static final int VERSION = 1;
     public static final int ROW_BLOCK = 256;
+    /** The {@code representation} of a grid layer (codes + scales + zeros + perm; an encoded one names its method). */
+    public static final String GRID = "gptq";
 
     public static final MessageType SHARD = MessageTypeParser.parseMessageType(
             "message quantized_shard {\n"
@@ -155,7 +157,7 @@ public final class QuantizedLayout {
          * payload (float32 values, widened).
          */
         public double[][] dequant() {
-            if (!"gptq".equals(representation)) {
+            if (!GRID.equals(representation)) {
                 float[] v = Methods.encoded(representation).decode(payload);
                 double[][] w = new double[rows][cols];
                 for (int r = 0; r < rows; r++) {
@@ -193,7 +195,7 @@ public final class QuantizedLayout {
         int[][] zeros = new int[nRows][groups];
         int[] perm = null;
         String representation = first.getString("representation", 0);
-        if (!"gptq".equals(representation)) {
+        if (!GRID.equals(representation)) {
             byte[] pb = first.getBinary("perm", 0).getBytes();
             java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(pb).order(java.nio.ByteOrder.LITTLE_ENDIAN);
             perm = new int[pb.length / 4];
@@ -301,7 +303,7 @@ public final class QuantizedLayout {
                     .append("zeros", Binary.fromConstantByteArray(zb.array()))
                     .append("perm", Binary.fromConstantByteArray(r0 == 0 ? ints(lat.perm()) : new byte[0]))
                     .append("fingerprint", fingerprint).append("format_version", VERSION)
-                    .append("representation", "gptq").append("payload", Binary.EMPTY));
+                    .append("representation", GRID).append("payload", Binary.EMPTY));
         }
         return out;
     }
