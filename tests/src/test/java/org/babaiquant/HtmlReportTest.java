@@ -83,10 +83,14 @@ class HtmlReportTest {
 
     @Test
     void demoReportDrawsEveryRowAndHoldsTheParquetValuesInChromium(@TempDir Path tmp) throws Exception {
-        Path html = tmp.resolve("report.html");
-        QuantizeLayerCliTest.Run r = report(demo.toString(), html);
+        // the page the demo wrote at its end is the one `report WORK --html FILE --model ONNX` writes, byte for byte
+        Path html = demo.resolve("report.html");
+        assertTrue(demoRun.out().contains("report: " + html), demoRun.out());
+        Path again = tmp.resolve("report.html");
+        QuantizeLayerCliTest.Run r = report(demo.toString(), again, "--model", org.babaiquant.onnx.BundledMiniLm.onnx().toString());
         assertEquals(0, r.status(), r.out() + r.err());
         assertEquals("", r.err(), "a complete demo run has nothing missing");
+        assertEquals(Files.readString(again), Files.readString(html));
         String page = Files.readString(html);
         assertFalse(page.matches("(?s).*(https?:)?//[a-z0-9.-]+\\.[a-z]{2,}/.*(src|href)=.*") || page.contains("src=\"http")
                 || page.contains("href=\"http"), "self-contained: nothing to fetch");
@@ -175,6 +179,9 @@ class HtmlReportTest {
      */
     @Test
     void partialRunGivesAPageThatListsWhatIsMissing(@TempDir Path tmp) throws Exception {
+        // the pipeline's report stage wrote its page into the quantize output
+        String pipelinePage = Files.readString(PipelineTest.LocalRun.work().resolve("quantized/report.html"));
+        assertEquals(6, pipelinePage.split("data-col=\"layer\"", -1).length - 1, "six layers in the pipeline's page");
         Path work = tmp.resolve("work");
         copy(PipelineTest.LocalRun.work().resolve("quantized"), work.resolve("quantized"));
         copy(demo.resolve("evaluation"), work.resolve("evaluation"));

@@ -170,6 +170,7 @@ public final class DemoCommand implements Callable<Integer> {
         }
         System.out.printf("%n%d runs in %.0f s; evaluation rows: %s (Parquet), quantized layers: %s (see: bin/babai-quant report DIR)%n",
                 runs.size(), (System.nanoTime() - t0) / 1e9, evalUri, root.resolve("quantized"));
+        ReportCommand.writeHtml(conf, root.toString(), onnx.toString(), root.resolve("report.html").toString());
         if (csv != null) {
             try {
                 Files.write(csv, csv(lines), StandardCharsets.UTF_8);

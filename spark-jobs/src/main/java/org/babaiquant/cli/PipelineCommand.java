@@ -240,6 +240,7 @@ public final class PipelineCommand implements Callable<Integer> {
     static void runReport(Plan plan) {
         ReportCommand r = new ReportCommand();
         r.uri = plan.quantizeOut;
+        r.html = plan.quantizeOut + "/report.html"; // the page (docs/REPORT.md) beside the quantize output's folders
         r.call();
     }
 
