@@ -1,5 +1,6 @@
 package org.babaiquant;
 
+import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.cli.Main;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.io.Npy;
@@ -119,7 +120,7 @@ class QuantizeLayerCliTest {
         LinkedHashMap<String, double[][]> tensors = new LinkedHashMap<>();
         tensors.put("encoder.layer.0.attention.output.dense.weight", w);
         Path st = tmp.resolve("model.safetensors");
-        SafeTensors.write(st, tensors, "F32");
+        SafeTensorsWriter.write(st, tensors, "F32");
         assertEquals(0, run("quantize-layer", "--weight", W, "--calib", X, "--out", tmp.resolve("npy").toString()).status());
         Run r = run("quantize-layer", "--weight", st + ":encoder.layer.0.attention.output.dense.weight", "--calib", X,
                 "--out", tmp.resolve("st").toString());

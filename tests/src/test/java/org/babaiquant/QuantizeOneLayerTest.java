@@ -1,5 +1,6 @@
 package org.babaiquant;
 
+import org.babaiquant.io.SafeTensorsWriter;
 import org.apache.hadoop.conf.Configuration;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
@@ -59,7 +60,7 @@ class QuantizeOneLayerTest {
         LinkedHashMap<String, double[][]> t = new LinkedHashMap<>();
         t.put(NAME, w);
         Path p = dir.resolve("model.safetensors");
-        SafeTensors.write(p, t, "F32");
+        SafeTensorsWriter.write(p, t, "F32");
         return p;
     }
 
@@ -170,7 +171,7 @@ class QuantizeOneLayerTest {
                 out, "empty.npy");
         assertFalse(Files.exists(out));
         Path st = tmp.resolve("zero.safetensors");
-        SafeTensors.writeRaw(st, List.of(new SafeTensors.RawTensor(NAME, "F32", new long[] {0, 384}, new byte[0])), Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(st, List.of(new SafeTensorsWriter.RawTensor(NAME, "F32", new long[] {0, 384}, new byte[0])), Map.of("format", "pt"));
         Path q = tmp.resolve("q");
         refused(quantize(st, q), q, NAME, "[0, 384]");
     }

@@ -47,7 +47,7 @@ class TensorSourceTest {
         t.put("a", new double[][]{{1}});
         t.put("b.weight", new double[][]{{5, 6, 7}});
         Path f = dir.resolve("m.safetensors");
-        SafeTensors.write(f, t, "F32");
+        SafeTensorsWriter.write(f, t, "F32");
         assertArrayEquals(new double[]{5, 6, 7}, TensorSource.readMatrix(f + ":b.weight")[0], 0);
     }
 
