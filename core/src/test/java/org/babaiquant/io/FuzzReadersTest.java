@@ -119,7 +119,7 @@ class FuzzReadersTest {
                 row[j] = r.nextGaussian();
             }
         }
-        Npy.writeF32(valid, m);
+        NpyWriter.writeF32(valid, m);
         Path f = dir.resolve("m.npy");
         fuzz("npy", Files.readAllBytes(valid), 101, b -> {
             Files.write(f, b);

@@ -37,7 +37,7 @@ class TensorSourceTest {
     @Test
     void readsNpy() {
         Path f = dir.resolve("w.npy");
-        Npy.writeF64(f, new double[][]{{1, 2}, {3, 4}});
+        NpyWriter.writeF64(f, new double[][]{{1, 2}, {3, 4}});
         assertArrayEquals(new double[]{3, 4}, TensorSource.readMatrix(f.toString())[1], 0);
     }
 

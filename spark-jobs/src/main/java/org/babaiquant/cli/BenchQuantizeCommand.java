@@ -1,5 +1,6 @@
 package org.babaiquant.cli;
 
+import org.babaiquant.io.NpyWriter;
 import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
@@ -64,7 +65,7 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
                     row[j] = (float) rnd.nextGaussian();
                 }
             }
-            Npy.writeF32(tmp.resolve("x.npy"), x);
+            NpyWriter.writeF32(tmp.resolve("x.npy"), x);
             x = null;
             new ActivationImporter(new Configuration(), 64).run(List.of(new ActivationImporter.Source("layers.0.attn_in",
                     tmp.resolve("x.npy"), null)), tmp.resolve("act").toString(), false);
