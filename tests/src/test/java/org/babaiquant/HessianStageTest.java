@@ -1,5 +1,6 @@
 package org.babaiquant;
 
+import org.babaiquant.io.SafeTensorsWriter;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.Path;
 import org.apache.parquet.example.data.simple.SimpleGroupFactory;
@@ -109,8 +110,8 @@ class HessianStageTest {
         t2.put("model.layers.0.mlp.input", b);
         java.nio.file.Path f1 = tmp.resolve("a.safetensors");
         java.nio.file.Path f2 = tmp.resolve("b.safetensors");
-        SafeTensors.write(f1, t1, "BF16");
-        SafeTensors.write(f2, t2, "BF16");
+        SafeTensorsWriter.write(f1, t1, "BF16");
+        SafeTensorsWriter.write(f2, t2, "BF16");
         List<ActivationImporter.Source> src = new ArrayList<>(ActivationImporter.safetensorsSources(f1, Map.of(".*mlp.input", "mlp_in")));
         src.addAll(ActivationImporter.safetensorsSources(f2, Map.of(".*mlp.input", "mlp_in")));
         new ActivationImporter(CONF, 50).run(src, tmp.resolve("act").toString(), false);

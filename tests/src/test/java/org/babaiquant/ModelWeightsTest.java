@@ -20,7 +20,8 @@ import java.util.Map;
 import org.apache.hadoop.conf.Configuration;
 import org.babaiquant.io.ByteSource;
 import org.babaiquant.io.SafeTensors;
-import org.babaiquant.io.SafeTensors.RawTensor;
+import org.babaiquant.io.SafeTensorsWriter;
+import org.babaiquant.io.SafeTensorsWriter.RawTensor;
 import org.babaiquant.spark.ModelWeights;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -61,8 +62,8 @@ class ModelWeightsTest {
         q1 = tensor("model.layers.1.self_attn.q_proj.weight", "F16", Q1);
         head = tensor("lm_head.weight", "F32", HEAD);
         unmapped = new RawTensor("stray", "I32", new long[]{1}, new byte[4]);
-        SafeTensors.writeRaw(ckpt.resolve(SHARD1), List.of(q0, embed), Map.of("format", "pt"));
-        SafeTensors.writeRaw(ckpt.resolve(SHARD2), List.of(head, unmapped, q1), Map.of("format", "pt", "shard", "2"));
+        SafeTensorsWriter.writeRaw(ckpt.resolve(SHARD1), List.of(q0, embed), Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(ckpt.resolve(SHARD2), List.of(head, unmapped, q1), Map.of("format", "pt", "shard", "2"));
         // index order differs from both shard order and header order: names() must not depend on it
         writeIndex("""
                 "lm_head.weight": "%2$s",
@@ -111,7 +112,7 @@ class ModelWeightsTest {
             List<RawTensor> copy = w.names().stream().filter(n -> w.shardOf(n).equals(SHARD1))
                     .map(n -> new RawTensor(n, w.info(n).dtype(), w.info(n).shape(), w.readRaw(n))).toList();
             Path out = dir.resolve("copy.safetensors");
-            SafeTensors.writeRaw(out, copy, w.metadata());
+            SafeTensorsWriter.writeRaw(out, copy, w.metadata());
             assertArrayEquals(Files.readAllBytes(ckpt.resolve(SHARD1)), Files.readAllBytes(out));
         }
     }
@@ -139,7 +140,7 @@ class ModelWeightsTest {
     @Test
     void directoryResolution() throws IOException {
         // both an index and model.safetensors: the index wins
-        SafeTensors.writeRaw(ckpt.resolve(ModelWeights.SINGLE_FILE), List.of(head), null);
+        SafeTensorsWriter.writeRaw(ckpt.resolve(ModelWeights.SINGLE_FILE), List.of(head), null);
         try (ModelWeights w = ModelWeights.open(conf, ckpt.toString())) {
             assertEquals(4, w.names().size());
         }

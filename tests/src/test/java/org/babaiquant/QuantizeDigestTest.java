@@ -1,5 +1,6 @@
 package org.babaiquant;
 
+import org.babaiquant.io.SafeTensorsWriter;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.parquet.example.data.Group;
 import org.babaiquant.cli.MiniLmLayer0;
@@ -67,7 +68,7 @@ class QuantizeDigestTest {
             }
         }
         Path model = tmp.resolve("model.safetensors");
-        SafeTensors.write(model, tensors, "F32");
+        SafeTensorsWriter.write(model, tensors, "F32");
         new ActivationImporter(CONF, 64).run(calib, tmp.resolve("act").toString(), false);
         Path hessians = tmp.resolve("h");
         HessianJob.run(SparkTestSession.get(), new HessianJob.Config(tmp.resolve("act").toString(), hessians.toString(), List.of(),

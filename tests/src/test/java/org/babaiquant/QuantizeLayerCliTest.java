@@ -1,5 +1,7 @@
 package org.babaiquant;
 
+import org.babaiquant.io.NpyWriter;
+import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.cli.Main;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.io.Npy;
@@ -100,7 +102,7 @@ class QuantizeLayerCliTest {
     void hessianInputGivesTheSameCodesAsCalibrationInput(@TempDir Path tmp) throws Exception {
         float[][] x = Npy.readMatrixF32(Path.of(X));
         Path h = tmp.resolve("H.npy");
-        Npy.writeF64(h, new HessianAccumulator(384).add(x).hessian());
+        NpyWriter.writeF64(h, new HessianAccumulator(384).add(x).hessian());
         assertEquals(0, run("quantize-layer", "--weight", W, "--calib", X, "--bits", "3", "--no-clip", "--order", "min-pivot",
                 "--out", tmp.resolve("a").toString()).status());
         Run r = run("quantize-layer", "--weight", W, "--hessian", h.toString(), "--bits", "3", "--no-clip", "--order", "min-pivot",
@@ -119,7 +121,7 @@ class QuantizeLayerCliTest {
         LinkedHashMap<String, double[][]> tensors = new LinkedHashMap<>();
         tensors.put("encoder.layer.0.attention.output.dense.weight", w);
         Path st = tmp.resolve("model.safetensors");
-        SafeTensors.write(st, tensors, "F32");
+        SafeTensorsWriter.write(st, tensors, "F32");
         assertEquals(0, run("quantize-layer", "--weight", W, "--calib", X, "--out", tmp.resolve("npy").toString()).status());
         Run r = run("quantize-layer", "--weight", st + ":encoder.layer.0.attention.output.dense.weight", "--calib", X,
                 "--out", tmp.resolve("st").toString());
@@ -144,7 +146,7 @@ class QuantizeLayerCliTest {
         double[][] w = Npy.readMatrix(Path.of(W));
         w[5][7] = Double.NaN;
         Path nan = tmp.resolve("nan.npy");
-        Npy.writeF32(nan, w);
+        NpyWriter.writeF32(nan, w);
         Run r2 = run("quantize-layer", "--weight", nan.toString(), "--calib", X, "--out", out.toString());
         assertEquals(2, r2.status());
         assertTrue(r2.err().contains("[5, 7]"), r2.err());
@@ -158,7 +160,7 @@ class QuantizeLayerCliTest {
                 xd[i][j] = x[i][j];
             }
         }
-        Npy.writeF32(inf, xd);
+        NpyWriter.writeF32(inf, xd);
         Run r3 = run("quantize-layer", "--weight", W, "--calib", inf.toString(), "--out", out.toString());
         assertEquals(2, r3.status());
         assertTrue(r3.err().contains("row 3 column 2"), r3.err());
@@ -173,7 +175,7 @@ class QuantizeLayerCliTest {
         for (int j = 0; j < 384; j++) {
             hn[j][j] = -1;
         }
-        Npy.writeF64(neg, hn);
+        NpyWriter.writeF64(neg, hn);
         Run r5 = run("quantize-layer", "--weight", W, "--hessian", neg.toString(), "--out", out.toString());
         assertEquals(2, r5.status());
         assertTrue(r5.err().contains("Gram"), r5.err());

@@ -1,5 +1,7 @@
 package org.babaiquant;
 
+import org.babaiquant.io.NpyWriter;
+import org.babaiquant.io.SafeTensorsWriter;
 import org.apache.hadoop.conf.Configuration;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
@@ -59,7 +61,7 @@ class QuantizeOneLayerTest {
         LinkedHashMap<String, double[][]> t = new LinkedHashMap<>();
         t.put(NAME, w);
         Path p = dir.resolve("model.safetensors");
-        SafeTensors.write(p, t, "F32");
+        SafeTensorsWriter.write(p, t, "F32");
         return p;
     }
 
@@ -94,7 +96,7 @@ class QuantizeOneLayerTest {
     @Test
     void quantizeLayerAndQuantizeGiveTheSameCodesAndScales(@TempDir Path tmp) {
         Path h = tmp.resolve("H.npy");
-        Npy.writeF64(h, HessianArtifact.read(CONF, hessians.toString(), "layer0_attn_in").h());
+        NpyWriter.writeF64(h, HessianArtifact.read(CONF, hessians.toString(), "layer0_attn_in").h());
         Path model = model(tmp, Npy.readMatrix(W));
         String[][] runs = {{"--method", "gptq", "--order", "act-order"}, {"--method", "babai", "--order", "min-pivot", "--no-clip"},
                 {"--method", "rtn", "--order", "natural", "--bits", "3"}};
@@ -138,7 +140,7 @@ class QuantizeOneLayerTest {
         refused(quantize(model(mkdir(tmp.resolve("b")), one), out2), out2, NAME, "row 3", "float16");
         // the same weights through quantize-layer
         Path npy = tmp.resolve("big.npy");
-        Npy.writeF32(npy, big);
+        NpyWriter.writeF32(npy, big);
         Path ql = tmp.resolve("ql");
         refused(quantizeLayer("--weight", npy.toString(), "--calib", X.toString(), "--out", ql.toString()), ql, "big.npy", "float16");
         assertFalse(Files.exists(ql));
@@ -149,7 +151,7 @@ class QuantizeOneLayerTest {
         double[][] w = Npy.readMatrix(W);
         w[7][9] = 1e300;
         Path npy = tmp.resolve("w64.npy");
-        Npy.writeF64(npy, w);
+        NpyWriter.writeF64(npy, w);
         Path out = tmp.resolve("out");
         refused(quantizeLayer("--weight", npy.toString(), "--calib", X.toString(), "--out", out.toString()), out, "w64.npy", "row 7",
                 "float16");
@@ -162,7 +164,7 @@ class QuantizeOneLayerTest {
     @Test
     void zeroRowArraysAreBadInput(@TempDir Path tmp) throws IOException {
         Path empty = tmp.resolve("empty.npy");
-        Npy.writeF32(empty, new int[] {0, 384}, new float[0]);
+        NpyWriter.writeF32(empty, new int[] {0, 384}, new float[0]);
         Path out = tmp.resolve("out");
         refused(quantizeLayer("--weight", empty.toString(), "--calib", X.toString(), "--out", out.toString()), out, "empty.npy");
         refused(quantizeLayer("--weight", W.toString(), "--calib", empty.toString(), "--out", out.toString()), out, "empty.npy");
@@ -170,7 +172,7 @@ class QuantizeOneLayerTest {
                 out, "empty.npy");
         assertFalse(Files.exists(out));
         Path st = tmp.resolve("zero.safetensors");
-        SafeTensors.writeRaw(st, List.of(new SafeTensors.RawTensor(NAME, "F32", new long[] {0, 384}, new byte[0])), Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(st, List.of(new SafeTensorsWriter.RawTensor(NAME, "F32", new long[] {0, 384}, new byte[0])), Map.of("format", "pt"));
         Path q = tmp.resolve("q");
         refused(quantize(st, q), q, NAME, "[0, 384]");
     }
@@ -186,7 +188,7 @@ class QuantizeOneLayerTest {
         }
         d[4][11] = Double.NaN;
         Path nan = tmp.resolve("nan-eval.npy");
-        Npy.writeF32(nan, d);
+        NpyWriter.writeF32(nan, d);
         Path out = tmp.resolve("out");
         refused(quantizeLayer("--weight", W.toString(), "--calib", X.toString(), "--eval", nan.toString(), "--out", out.toString()), out,
                 "nan-eval.npy", "[4, 11]");

@@ -1,5 +1,6 @@
 package org.babaiquant;
 
+import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
@@ -71,7 +72,7 @@ class QuantizeStageTest {
             }
         }
         model = shared.resolve("model.safetensors");
-        SafeTensors.write(model, tensors, "F32");
+        SafeTensorsWriter.write(model, tensors, "F32");
         new ActivationImporter(CONF, 64).run(calib, shared.resolve("act").toString(), false);
         new ActivationImporter(CONF, 64).run(held, shared.resolve("eval").toString(), false);
         hessians = shared.resolve("h");

@@ -11,11 +11,9 @@ import java.nio.channels.FileChannel;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -55,16 +53,16 @@ public final class Npy {
     /** Read and write in chunks of about this many bytes, so that memory stays bounded for large arrays. */
     private static final int CHUNK_BYTES = 1 << 22;
 
-    private static final byte[] MAGIC = {(byte) 0x93, 'N', 'U', 'M', 'P', 'Y'};
+    static final byte[] MAGIC = {(byte) 0x93, 'N', 'U', 'M', 'P', 'Y'};
 
     /** numpy aligns the start of the data to this many bytes ({@code ARRAY_ALIGN}). */
-    private static final int ALIGN = 64;
+    static final int ALIGN = 64;
 
     /**
      * numpy (since 1.23) reserves room for the first axis to grow to this many digits, so that arrays can be appended
      * to in place ({@code GROWTH_AXIS_MAX_DIGITS}); we copy it to stay byte-identical.
      */
-    private static final int GROWTH_AXIS_MAX_DIGITS = 21;
+    static final int GROWTH_AXIS_MAX_DIGITS = 21;
 
     private Npy() {
     }
@@ -564,132 +562,6 @@ public final class Npy {
         }
     }
 
-    // ------------------------------------------------------------------------------------------------ writing
-
-    /** Writes rows as a 2-D {@code <f4} array (values rounded to nearest float). Ragged rows are rejected. */
-    public static void writeF32(Path file, double[][] rows) {
-        int cols = checkRectangular(rows, file);
-        writeArray(file, "<f4", new int[]{rows.length, cols}, out -> {
-            for (double[] row : rows) {
-                for (double v : row) {
-                    out.ensure(4).putFloat((float) v);
-                }
-            }
-        });
-    }
-
-    /** Writes {@code data} (C order) as a {@code <f4} array of the given shape; an empty shape is a 0-d array. */
-    public static void writeF32(Path file, int[] shape, float[] data) {
-        checkShape(shape, data.length, file);
-        writeArray(file, "<f4", shape, out -> {
-            for (float v : data) {
-                out.ensure(4).putFloat(v);
-            }
-        });
-    }
-
-    /** Writes rows as a 2-D {@code <f8} array. Ragged rows are rejected. */
-    public static void writeF64(Path file, double[][] rows) {
-        int cols = checkRectangular(rows, file);
-        writeArray(file, "<f8", new int[]{rows.length, cols}, out -> {
-            for (double[] row : rows) {
-                for (double v : row) {
-                    out.ensure(8).putDouble(v);
-                }
-            }
-        });
-    }
-
-    /** Writes rows as a 2-D {@code <i4} array. Ragged rows are rejected. */
-    public static void writeI32(Path file, int[][] rows) {
-        int cols = checkRectangular(rows, file);
-        writeArray(file, "<i4", new int[]{rows.length, cols}, out -> {
-            for (int[] row : rows) {
-                for (int v : row) {
-                    out.ensure(4).putInt(v);
-                }
-            }
-        });
-    }
-
-    /** Writes {@code data} (C order) as a {@code <i4} array of the given shape; an empty shape is a 0-d array. */
-    public static void writeI32(Path file, int[] shape, int[] data) {
-        checkShape(shape, data.length, file);
-        writeArray(file, "<i4", shape, out -> {
-            for (int v : data) {
-                out.ensure(4).putInt(v);
-            }
-        });
-    }
-
-    /**
-     * The header bytes {@code np.save} writes for this dtype and shape: version 1.0 unless the dict does not fit a
-     * uint16 length (then 2.0, as numpy does), dict keys sorted, numpy's growth padding, total a multiple of 64.
-     */
-    static byte[] header(String dtype, int[] shape) {
-        StringBuilder dict = new StringBuilder("{'descr': '").append(dtype)
-                .append("', 'fortran_order': False, 'shape': ").append(shapeString(shape)).append(", }");
-        if (shape.length > 0) {
-            dict.append(" ".repeat(Math.max(0, GROWTH_AXIS_MAX_DIGITS - Integer.toString(shape[0]).length())));
-        }
-        int version = 1;
-        int prefix = 10;
-        int total = roundUp(prefix + dict.length() + 1, ALIGN);
-        if (total - prefix > 0xffff) {
-            version = 2;
-            prefix = 12;
-            total = roundUp(prefix + dict.length() + 1, ALIGN);
-        }
-        int headerLen = total - prefix;
-        dict.append(" ".repeat(headerLen - dict.length() - 1)).append('\n');
-        ByteBuffer b = ByteBuffer.allocate(total).order(ByteOrder.LITTLE_ENDIAN);
-        b.put(MAGIC).put((byte) version).put((byte) 0);
-        if (version == 1) {
-            b.putShort((short) headerLen);
-        } else {
-            b.putInt(headerLen);
-        }
-        b.put(dict.toString().getBytes(StandardCharsets.ISO_8859_1));
-        return b.array();
-    }
-
-    private interface Body {
-        void write(ChunkedOut out) throws IOException;
-    }
-
-    private static void writeArray(Path file, String dtype, int[] shape, Body body) {
-        byte[] header = header(dtype, shape);
-        writeAtomically(file, ch -> {
-            writeFully(ch, ByteBuffer.wrap(header));
-            ChunkedOut out = new ChunkedOut(ch);
-            body.write(out);
-            out.flush();
-        });
-    }
-
-    /** A little-endian buffer in front of a channel; {@code ensure(n)} flushes when fewer than n bytes are free. */
-    private static final class ChunkedOut {
-        private final FileChannel ch;
-        private final ByteBuffer buf = ByteBuffer.allocate(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
-
-        ChunkedOut(FileChannel ch) {
-            this.ch = ch;
-        }
-
-        ByteBuffer ensure(int n) throws IOException {
-            if (buf.remaining() < n) {
-                flush();
-            }
-            return buf;
-        }
-
-        void flush() throws IOException {
-            buf.flip();
-            writeFully(ch, buf);
-            buf.clear();
-        }
-    }
-
     // ------------------------------------------------------------------------------ file helpers (shared in io)
 
     /** Writes the contents of a file through a channel. */
@@ -780,7 +652,7 @@ public final class Npy {
         return Math.max(cols, 0);
     }
 
-    private static void checkShape(int[] shape, int length, Path file) {
+    static void checkShape(int[] shape, int length, Path file) {
         long count = 1;
         for (int d : shape) {
             if (d < 0) {
@@ -799,7 +671,7 @@ public final class Npy {
         }
     }
 
-    private static int roundUp(int n, int multiple) {
+    static int roundUp(int n, int multiple) {
         return (n + multiple - 1) / multiple * multiple;
     }
 

@@ -119,7 +119,7 @@ class FuzzReadersTest {
                 row[j] = r.nextGaussian();
             }
         }
-        Npy.writeF32(valid, m);
+        NpyWriter.writeF32(valid, m);
         Path f = dir.resolve("m.npy");
         fuzz("npy", Files.readAllBytes(valid), 101, b -> {
             Files.write(f, b);
@@ -138,8 +138,8 @@ class FuzzReadersTest {
             f16[i + 1] &= 0x3b; // finite halves
         }
         ByteArrayOutputStream out = new ByteArrayOutputStream();
-        SafeTensors.writeRaw(out, List.of(new SafeTensors.RawTensor("a.weight", "F32", new long[] {3, 4}, f32),
-                new SafeTensors.RawTensor("b", "F16", new long[] {2, 4}, f16)), Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(out, List.of(new SafeTensorsWriter.RawTensor("a.weight", "F32", new long[] {3, 4}, f32),
+                new SafeTensorsWriter.RawTensor("b", "F16", new long[] {2, 4}, f16)), Map.of("format", "pt"));
         fuzz("safetensors", out.toByteArray(), 102, b -> {
             ByteSource src = ByteSource.of("fuzz.safetensors", b);
             SafeTensors.Header h = SafeTensors.header(src);
@@ -156,7 +156,7 @@ class FuzzReadersTest {
     void safetensorsShardIndex() {
         byte[] seed = ("{\"metadata\": {\"total_size\": 96}, \"weight_map\": {\"a.weight\": \"model-00001-of-00002.safetensors\","
                 + " \"b\": \"model-00002-of-00002.safetensors\"}}").getBytes(StandardCharsets.UTF_8);
-        fuzz("shard index", seed, 103, b -> SafeTensors.readIndex(ByteSource.of("model.safetensors.index.json", b)));
+        fuzz("shard index", seed, 103, b -> ShardIndex.read(ByteSource.of("model.safetensors.index.json", b)));
     }
 
     @Test

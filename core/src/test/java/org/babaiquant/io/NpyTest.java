@@ -32,7 +32,7 @@ class NpyTest {
     void f32MatrixRoundTrip() {
         double[][] w = {{1, -2.5, 0.1f}, {3e-8f, Float.MAX_VALUE, -0.0}};
         Path f = dir.resolve("w.npy");
-        Npy.writeF32(f, w);
+        NpyWriter.writeF32(f, w);
         assertEquals("<f4", Npy.readHeader(f).dtype());
         assertArrayEquals(new int[]{2, 3}, Npy.readHeader(f).shape());
         double[][] back = Npy.readMatrix(f);
@@ -46,7 +46,7 @@ class NpyTest {
     @Test
     void f32RoundsDoublesToNearestFloat() {
         Path f = dir.resolve("r.npy");
-        Npy.writeF32(f, new double[][]{{0.1, 1.0 / 3}});
+        NpyWriter.writeF32(f, new double[][]{{0.1, 1.0 / 3}});
         assertArrayEquals(new double[]{0.1f, 1.0f / 3}, Npy.readMatrix(f)[0], 0.0);
     }
 
@@ -60,7 +60,7 @@ class NpyTest {
             }
         }
         Path f = dir.resolve("w64.npy");
-        Npy.writeF64(f, w);
+        NpyWriter.writeF64(f, w);
         assertEquals("<f8", Npy.readHeader(f).dtype());
         double[][] back = Npy.readMatrix(f);
         for (int i = 0; i < w.length; i++) {
@@ -72,7 +72,7 @@ class NpyTest {
     void i32MatrixRoundTrip() {
         int[][] rows = {{0, 1, -1}, {Integer.MAX_VALUE, Integer.MIN_VALUE, 42}};
         Path f = dir.resolve("i.npy");
-        Npy.writeI32(f, rows);
+        NpyWriter.writeI32(f, rows);
         assertEquals("<i4", Npy.readHeader(f).dtype());
         double[][] back = Npy.readMatrix(f);
         assertArrayEquals(new double[]{Integer.MAX_VALUE, Integer.MIN_VALUE, 42}, back[1], 0.0);
@@ -82,19 +82,19 @@ class NpyTest {
     @Test
     void vectorsRoundTrip() {
         Path f = dir.resolve("v.npy");
-        Npy.writeF32(f, new int[]{5}, new float[]{1, 2, 3, 4, 5.5f});
+        NpyWriter.writeF32(f, new int[]{5}, new float[]{1, 2, 3, 4, 5.5f});
         assertArrayEquals(new int[]{5}, Npy.readHeader(f).shape());
         assertArrayEquals(new double[]{1, 2, 3, 4, 5.5}, Npy.readVector(f), 0.0);
 
         Path g = dir.resolve("g.npy");
-        Npy.writeI32(g, new int[]{4}, new int[]{0, 0, 1, 1});
+        NpyWriter.writeI32(g, new int[]{4}, new int[]{0, 0, 1, 1});
         assertArrayEquals(new double[]{0, 0, 1, 1}, Npy.readVector(g), 0.0);
     }
 
     @Test
     void shapedWritesKeepCOrder() {
         Path f = dir.resolve("s.npy");
-        Npy.writeI32(f, new int[]{2, 3}, new int[]{0, 1, 2, 10, 11, 12});
+        NpyWriter.writeI32(f, new int[]{2, 3}, new int[]{0, 1, 2, 10, 11, 12});
         double[][] m = Npy.readMatrix(f);
         assertArrayEquals(new double[]{10, 11, 12}, m[1], 0.0);
     }
@@ -102,7 +102,7 @@ class NpyTest {
     @Test
     void emptyMatrixRoundTrips() {
         Path f = dir.resolve("e.npy");
-        Npy.writeF64(f, new double[0][]);
+        NpyWriter.writeF64(f, new double[0][]);
         assertArrayEquals(new int[]{0, 0}, Npy.readHeader(f).shape());
         assertEquals(0, Npy.readMatrix(f).length);
     }
@@ -117,7 +117,7 @@ class NpyTest {
             data[i] = i * 0.5f;
         }
         Path f = dir.resolve("big.npy");
-        Npy.writeF32(f, new int[]{rows, cols}, data);
+        NpyWriter.writeF32(f, new int[]{rows, cols}, data);
         float[][] m = Npy.readMatrixF32(f);
         for (int r = 0; r < rows; r += 499) {
             assertEquals((r * cols + 3) * 0.5f, m[r][3], 0f);
@@ -128,8 +128,8 @@ class NpyTest {
     @Test
     void writeReplacesAndLeavesNoTemporaryFiles() throws IOException {
         Path f = dir.resolve("w.npy");
-        Npy.writeF32(f, new double[][]{{1, 2}});
-        Npy.writeF32(f, new double[][]{{3}});
+        NpyWriter.writeF32(f, new double[][]{{1, 2}});
+        NpyWriter.writeF32(f, new double[][]{{3}});
         assertArrayEquals(new double[]{3}, Npy.readMatrix(f)[0], 0.0);
         try (var files = Files.list(dir)) {
             assertEquals(1, files.count());
@@ -139,10 +139,10 @@ class NpyTest {
     @Test
     void raggedRowsAreRejected() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> Npy.writeF32(dir.resolve("x.npy"), new double[][]{{1, 2}, {3}}));
+                () -> NpyWriter.writeF32(dir.resolve("x.npy"), new double[][]{{1, 2}, {3}}));
         assertTrue(e.getMessage().contains("row 1 has 1"), e.getMessage());
         assertThrows(IllegalArgumentException.class,
-                () -> Npy.writeF32(dir.resolve("x.npy"), new int[]{2, 2}, new float[3]));
+                () -> NpyWriter.writeF32(dir.resolve("x.npy"), new int[]{2, 2}, new float[3]));
     }
 
     // ------------------------------------------------------------------------------------------------ header bytes
@@ -153,10 +153,10 @@ class NpyTest {
         String dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }";
         byte[] expected = numpyHeader(dict, 128);
         assertEquals(0x76, expected[8] & 0xff); // header length 118, as in the real data files
-        assertArrayEquals(expected, Npy.header("<f4", new int[]{3, 4}));
+        assertArrayEquals(expected, NpyWriter.header("<f4", new int[]{3, 4}));
 
         Path f = dir.resolve("a.npy");
-        Npy.writeF32(f, new int[]{3, 4}, new float[12]);
+        NpyWriter.writeF32(f, new int[]{3, 4}, new float[12]);
         byte[] file = Files.readAllBytes(f);
         assertEquals(128 + 12 * 4, file.length);
         assertArrayEquals(expected, Arrays.copyOf(file, 128));
@@ -165,7 +165,7 @@ class NpyTest {
     @Test
     void oneDimensionalShapeHasTrailingComma() {
         String dict = "{'descr': '<i4', 'fortran_order': False, 'shape': (5,), }";
-        assertArrayEquals(numpyHeader(dict, 128), Npy.header("<i4", new int[]{5}));
+        assertArrayEquals(numpyHeader(dict, 128), NpyWriter.header("<i4", new int[]{5}));
     }
 
     /**
@@ -180,13 +180,13 @@ class NpyTest {
         String dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
         byte[] expected = numpyHeader(dict, 192);
         assertEquals(0xb6, expected[8] & 0xff);
-        assertArrayEquals(expected, Npy.header("<f4", shape));
+        assertArrayEquals(expected, NpyWriter.header("<f4", shape));
     }
 
     @Test
     void headersAreMultiplesOf64() {
         for (int[] shape : new int[][]{{}, {0}, {7}, {384, 384}, {1536, 384}, {123456789, 1}, {2, 3, 4, 5}}) {
-            byte[] h = Npy.header("<f8", shape);
+            byte[] h = NpyWriter.header("<f8", shape);
             assertEquals(0, h.length % 64, Arrays.toString(shape));
             assertEquals('\n', h[h.length - 1]);
         }

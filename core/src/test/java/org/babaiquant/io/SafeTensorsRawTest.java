@@ -24,7 +24,7 @@ import java.util.Map;
 import java.util.Random;
 
 import org.babaiquant.BadInputException;
-import org.babaiquant.io.SafeTensors.RawTensor;
+import org.babaiquant.io.SafeTensorsWriter.RawTensor;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.api.io.TempDir;
@@ -58,9 +58,9 @@ class SafeTensorsRawTest {
         Map<String, String> meta = Map.of("format", "pt", "quant_method", "gptq");
 
         Path f = dir.resolve("all.safetensors");
-        SafeTensors.writeRaw(f, tensors, meta);
+        SafeTensorsWriter.writeRaw(f, tensors, meta);
         ByteArrayOutputStream out = new ByteArrayOutputStream();
-        SafeTensors.writeRaw(out, tensors, meta);
+        SafeTensorsWriter.writeRaw(out, tensors, meta);
         byte[] bytes = out.toByteArray();
         assertArrayEquals(Files.readAllBytes(f), bytes, "file and stream writers agree byte for byte");
 
@@ -104,7 +104,7 @@ class SafeTensorsRawTest {
             }
         }
         Path f = dir.resolve("m.safetensors");
-        SafeTensors.writeRaw(f, List.of(new RawTensor("h", "F16", new long[]{2, 3}, f16.array()),
+        SafeTensorsWriter.writeRaw(f, List.of(new RawTensor("h", "F16", new long[]{2, 3}, f16.array()),
                 new RawTensor("d", "F64", new long[]{2, 3}, f64.array())), null);
         try (ByteSource src = ByteSource.of(f)) {
             SafeTensors.Header h = SafeTensors.header(src);
@@ -132,14 +132,14 @@ class SafeTensorsRawTest {
         tensors.put("b \"quoted\"", b);
         for (String dtype : List.of("F64", "F32", "F16", "BF16")) {
             Path viaMatrix = dir.resolve("m" + dtype + ".safetensors");
-            SafeTensors.write(viaMatrix, tensors, dtype);
+            SafeTensorsWriter.write(viaMatrix, tensors, dtype);
             List<RawTensor> raw = new ArrayList<>();
             for (Map.Entry<String, double[][]> e : tensors.entrySet()) {
                 raw.add(new RawTensor(e.getKey(), dtype, new long[]{e.getValue().length, e.getValue()[0].length},
                         encode(e.getValue(), dtype)));
             }
             ByteArrayOutputStream out = new ByteArrayOutputStream();
-            SafeTensors.writeRaw(out, raw, Map.of("format", "pt"));
+            SafeTensorsWriter.writeRaw(out, raw, Map.of("format", "pt"));
             assertArrayEquals(Files.readAllBytes(viaMatrix), out.toByteArray(), dtype);
         }
     }
@@ -150,7 +150,7 @@ class SafeTensorsRawTest {
     void headerBytesAreTheReferenceLayout() throws IOException {
         byte[] data = new byte[12];
         ByteArrayOutputStream out = new ByteArrayOutputStream();
-        SafeTensors.writeRaw(out, List.of(new RawTensor("wq", "F16", new long[]{2, 3}, data)), Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(out, List.of(new RawTensor("wq", "F16", new long[]{2, 3}, data)), Map.of("format", "pt"));
         String json = "{\"__metadata__\":{\"format\":\"pt\"},\"wq\":{\"dtype\":\"F16\",\"shape\":[2,3],"
                 + "\"data_offsets\":[0,12]}}";
         assertEquals(89, json.length());
@@ -161,14 +161,14 @@ class SafeTensorsRawTest {
         assertEquals(8 + 96 + 12, bytes.length);
 
         ByteArrayOutputStream empty = new ByteArrayOutputStream();
-        SafeTensors.writeRaw(empty, List.of(), Map.of());
+        SafeTensorsWriter.writeRaw(empty, List.of(), Map.of());
         byte[] e = empty.toByteArray();
         assertEquals(16, e.length);
         assertEquals(8, ByteBuffer.wrap(e).order(ByteOrder.LITTLE_ENDIAN).getLong(0));
         assertEquals("{}      ", new String(e, 8, 8, StandardCharsets.UTF_8));
         assertTrue(SafeTensors.list(ByteSource.of("empty", e)).isEmpty());
 
-        SafeTensors.writeRaw(out = new ByteArrayOutputStream(),
+        SafeTensorsWriter.writeRaw(out = new ByteArrayOutputStream(),
                 List.of(new RawTensor("s", "I64", new long[]{}, new byte[8])), null);
         String scalar = "{\"s\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]}}";
         assertEquals(53, scalar.length());
@@ -180,7 +180,7 @@ class SafeTensorsRawTest {
     void headerIsPaddedWithSpacesToEightBytesForEveryLength() throws IOException {
         for (int len = 1; len <= 24; len++) {
             ByteArrayOutputStream out = new ByteArrayOutputStream();
-            SafeTensors.writeRaw(out, List.of(new RawTensor("x".repeat(len), "U8", new long[]{3}, new byte[]{1, 2, 3})),
+            SafeTensorsWriter.writeRaw(out, List.of(new RawTensor("x".repeat(len), "U8", new long[]{3}, new byte[]{1, 2, 3})),
                     null);
             byte[] bytes = out.toByteArray();
             long n = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
@@ -208,10 +208,10 @@ class SafeTensorsRawTest {
         reversed.put("z", "1");
         Path f1 = dir.resolve("1.safetensors");
         Path f2 = dir.resolve("2.safetensors");
-        SafeTensors.writeRaw(f1, tensors, ordered);
-        SafeTensors.writeRaw(f2, tensors, new HashMap<>(reversed));
+        SafeTensorsWriter.writeRaw(f1, tensors, ordered);
+        SafeTensorsWriter.writeRaw(f2, tensors, new HashMap<>(reversed));
         assertArrayEquals(Files.readAllBytes(f1), Files.readAllBytes(f2), "metadata order does not matter");
-        SafeTensors.writeRaw(f2, tensors, reversed); // overwrite in place
+        SafeTensorsWriter.writeRaw(f2, tensors, reversed); // overwrite in place
         assertArrayEquals(Files.readAllBytes(f1), Files.readAllBytes(f2));
         try (var files = Files.list(dir)) {
             assertEquals(2, files.count(), "no temporary file left behind");
@@ -244,21 +244,21 @@ class SafeTensorsRawTest {
     void writerRejectsDuplicatesAndNullsAndWritesNothing() {
         RawTensor a = new RawTensor("a", "U8", new long[]{1}, new byte[1]);
         Path f = dir.resolve("bad.safetensors");
-        assertIae(() -> SafeTensors.writeRaw(f, List.of(a, a), null), "duplicate", "'a'");
+        assertIae(() -> SafeTensorsWriter.writeRaw(f, List.of(a, a), null), "duplicate", "'a'");
         Map<String, String> nullValue = new HashMap<>();
         nullValue.put("k", null);
-        assertIae(() -> SafeTensors.writeRaw(f, List.of(a), nullValue), "null metadata");
-        assertIae(() -> SafeTensors.writeRaw(f, Arrays.asList(a, null), null), "null tensor");
+        assertIae(() -> SafeTensorsWriter.writeRaw(f, List.of(a), nullValue), "null metadata");
+        assertIae(() -> SafeTensorsWriter.writeRaw(f, Arrays.asList(a, null), null), "null tensor");
         assertFalse(Files.exists(f));
         ByteArrayOutputStream out = new ByteArrayOutputStream();
-        assertIae(() -> SafeTensors.writeRaw(out, List.of(a, a), null), "duplicate");
+        assertIae(() -> SafeTensorsWriter.writeRaw(out, List.of(a, a), null), "duplicate");
         assertEquals(0, out.size());
     }
 
     @Test
     void readRawErrorsNameTheSource() throws IOException {
         Path f = dir.resolve("r.safetensors");
-        SafeTensors.writeRaw(f, List.of(new RawTensor("model.w", "U8", new long[]{2}, new byte[2])), null);
+        SafeTensorsWriter.writeRaw(f, List.of(new RawTensor("model.w", "U8", new long[]{2}, new byte[2])), null);
         BadInputException e = assertThrows(BadInputException.class, () -> SafeTensors.readRaw(f, "w"));
         assertTrue(e.getMessage().contains("r.safetensors") && e.getMessage().contains("'w'")
                 && e.getMessage().contains("model.w"), e.getMessage());
@@ -364,14 +364,14 @@ class SafeTensorsRawTest {
                 + " \"nested\": {\"a\": [1, true, null]}},\n  \"weight_map\": {\n"
                 + "    \"lm_head.weight\": \"model-00002-of-00002.safetensors\",\n"
                 + "    \"model.embed_tokens.weight\": \"model-00001-of-00002.safetensors\"\n  }\n}\n";
-        SafeTensors.ShardIndex idx = SafeTensors.readIndex(ByteSource.of("idx.json", utf8(json)));
+        ShardIndex idx = ShardIndex.read(ByteSource.of("idx.json", utf8(json)));
         assertEquals(List.of("lm_head.weight", "model.embed_tokens.weight"), List.copyOf(idx.weightMap().keySet()));
         assertEquals("model-00001-of-00002.safetensors", idx.weightMap().get("model.embed_tokens.weight"));
         assertEquals("16060522496", idx.metadata().get("total_size"));
         assertEquals("1.5e3", idx.metadata().get("ratio"));
         assertEquals("x", idx.metadata().get("tag"));
         assertEquals("{\"a\":[1,true,null]}", idx.metadata().get("nested"));
-        SafeTensors.ShardIndex bare = SafeTensors.readIndex(ByteSource.of("i.json",
+        ShardIndex bare = ShardIndex.read(ByteSource.of("i.json",
                 utf8("{\"weight_map\": {\"w\": \"a.safetensors\"}}")));
         assertTrue(bare.metadata().isEmpty());
     }
@@ -393,7 +393,7 @@ class SafeTensorsRawTest {
         };
         for (String[] c : cases) {
             BadInputException e = assertThrows(BadInputException.class,
-                    () -> SafeTensors.readIndex(ByteSource.of("ckpt/model.safetensors.index.json", utf8(c[0]))), c[0]);
+                    () -> ShardIndex.read(ByteSource.of("ckpt/model.safetensors.index.json", utf8(c[0]))), c[0]);
             assertTrue(e.getMessage().contains("ckpt/model.safetensors.index.json") && e.getMessage().contains(c[1]),
                     c[0] + " -> " + e.getMessage());
         }
@@ -444,7 +444,7 @@ class SafeTensorsRawTest {
     private static byte[] bytes(List<RawTensor> tensors) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         try {
-            SafeTensors.writeRaw(out, tensors, null);
+            SafeTensorsWriter.writeRaw(out, tensors, null);
         } catch (IOException e) {
             throw new AssertionError(e);
         }

@@ -45,7 +45,7 @@ class SafeTensorsTest {
         tensors.put("model.layers.0.q_proj.weight", a);
         tensors.put("model.layers.0.k_proj.weight", b);
         Path f = dir.resolve("m.safetensors");
-        SafeTensors.write(f, tensors, "F32");
+        SafeTensorsWriter.write(f, tensors, "F32");
 
         Map<String, SafeTensors.TensorInfo> list = SafeTensors.list(f);
         assertEquals(List.of("model.layers.0.q_proj.weight", "model.layers.0.k_proj.weight"),
@@ -67,7 +67,7 @@ class SafeTensorsTest {
         LinkedHashMap<String, double[][]> tensors = new LinkedHashMap<>();
         tensors.put("x", new double[][]{{1}});
         Path f = dir.resolve("p.safetensors");
-        SafeTensors.write(f, tensors, "F32");
+        SafeTensorsWriter.write(f, tensors, "F32");
         ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(f)).order(ByteOrder.LITTLE_ENDIAN);
         long n = b.getLong(0);
         assertEquals(0, n % 8);
@@ -78,7 +78,7 @@ class SafeTensorsTest {
     void f64RoundTripIsExact() {
         double[][] a = {{Math.PI, -1e-300}, {1e300, 0.1}};
         Path f = dir.resolve("d.safetensors");
-        SafeTensors.write(f, single("w", a), "F64");
+        SafeTensorsWriter.write(f, single("w", a), "F64");
         assertMatrixEquals(a, SafeTensors.readMatrix(f, "w"), 0);
     }
 
@@ -86,7 +86,7 @@ class SafeTensorsTest {
     void f16KnownValues() {
         double[][] a = {{1.0, -2.5, 65504, 1e-7}, {HALF_TINY, 0.1, 65520, -1e-8}};
         Path f = dir.resolve("h.safetensors");
-        SafeTensors.write(f, single("w", a), "F16");
+        SafeTensorsWriter.write(f, single("w", a), "F16");
         assertEquals(16, SafeTensors.list(f).get("w").end());
         double[][] back = SafeTensors.readMatrix(f, "w");
         assertEquals(1.0, back[0][0], 0);
@@ -103,7 +103,7 @@ class SafeTensorsTest {
     void bf16KnownValues() {
         double[][] a = {{1.0, -2.5, 3.14159, 1e-7}, {1 + 0x1p-8, 1 + 3 * 0x1p-8, -65504, 0}};
         Path f = dir.resolve("b.safetensors");
-        SafeTensors.write(f, single("w", a), "BF16");
+        SafeTensorsWriter.write(f, single("w", a), "BF16");
         double[][] back = SafeTensors.readMatrix(f, "w");
         assertEquals(1.0, back[0][0], 0);
         assertEquals(-2.5, back[0][1], 0);
@@ -219,7 +219,7 @@ class SafeTensorsTest {
         tensors.put("model.layers.0.mlp.up_proj.weight", new double[][]{{1}});
         tensors.put("model.layers.0.mlp.down_proj.weight", new double[][]{{1}});
         Path f = dir.resolve("n.safetensors");
-        SafeTensors.write(f, tensors, "F32");
+        SafeTensorsWriter.write(f, tensors, "F32");
         BadInputException e = assertThrows(BadInputException.class,
                 () -> SafeTensors.readMatrix(f, "layers.0.mlp.up_proj.weight"));
         String m = e.getMessage();
@@ -286,11 +286,11 @@ class SafeTensorsTest {
     @Test
     void writerRejectsBadArguments() {
         Path f = dir.resolve("x.safetensors");
-        assertThrows(IllegalArgumentException.class, () -> SafeTensors.write(f, single("w", new double[][]{{1}}), "I8"));
+        assertThrows(IllegalArgumentException.class, () -> SafeTensorsWriter.write(f, single("w", new double[][]{{1}}), "I8"));
         assertThrows(IllegalArgumentException.class,
-                () -> SafeTensors.write(f, single("w", new double[][]{{1, 2}, {3}}), "F32"));
+                () -> SafeTensorsWriter.write(f, single("w", new double[][]{{1, 2}, {3}}), "F32"));
         assertThrows(IllegalArgumentException.class,
-                () -> SafeTensors.write(f, single("__metadata__", new double[][]{{1}}), "F32"));
+                () -> SafeTensorsWriter.write(f, single("__metadata__", new double[][]{{1}}), "F32"));
     }
 
     // ------------------------------------------------------------------------------------------------ helpers

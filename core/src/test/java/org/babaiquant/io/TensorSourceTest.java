@@ -37,7 +37,7 @@ class TensorSourceTest {
     @Test
     void readsNpy() {
         Path f = dir.resolve("w.npy");
-        Npy.writeF64(f, new double[][]{{1, 2}, {3, 4}});
+        NpyWriter.writeF64(f, new double[][]{{1, 2}, {3, 4}});
         assertArrayEquals(new double[]{3, 4}, TensorSource.readMatrix(f.toString())[1], 0);
     }
 
@@ -47,7 +47,7 @@ class TensorSourceTest {
         t.put("a", new double[][]{{1}});
         t.put("b.weight", new double[][]{{5, 6, 7}});
         Path f = dir.resolve("m.safetensors");
-        SafeTensors.write(f, t, "F32");
+        SafeTensorsWriter.write(f, t, "F32");
         assertArrayEquals(new double[]{5, 6, 7}, TensorSource.readMatrix(f + ":b.weight")[0], 0);
     }
 

@@ -1,5 +1,6 @@
 package org.babaiquant.cli;
 
+import org.babaiquant.io.NpyWriter;
 import dev.ludovic.netlib.blas.BLAS;
 import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.DampedFactor;
@@ -310,13 +311,13 @@ public final class BenchCommand implements Callable<Integer> {
             hm[i] = java.util.Arrays.copyOfRange(h, i * cols, (i + 1) * cols);
         }
         h = null;
-        Npy.writeF64(hFile, hm);
+        NpyWriter.writeF64(hFile, hm);
         hm = null;
         float[] w = new float[Math.multiplyExact(rows, cols)];
         for (int i = 0; i < w.length; i++) {
             w[i] = (float) (0.02 * rnd.nextGaussian());
         }
-        Npy.writeF32(wFile, new int[] {rows, cols}, w);
+        NpyWriter.writeF32(wFile, new int[] {rows, cols}, w);
     }
 
     /**

@@ -1,5 +1,6 @@
 package org.babaiquant.cli;
 
+import org.babaiquant.io.NpyWriter;
 import dev.ludovic.netlib.blas.BLAS;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
@@ -54,7 +55,7 @@ public final class BenchHessianCommand implements Callable<Integer> {
                 }
             }
             Path npy = tmp.resolve("x.npy");
-            Npy.writeF32(npy, x);
+            NpyWriter.writeF32(npy, x);
             new ActivationImporter(new Configuration(), 64).run(List.of(new ActivationImporter.Source("bench", npy, null)),
                     tmp.resolve("act").toString(), false);
             double flops = (double) tokens * dim * (dim + 1.0);

@@ -1,5 +1,7 @@
 package org.babaiquant.cli;
 
+import org.babaiquant.io.NpyWriter;
+import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
@@ -63,19 +65,19 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
                     row[j] = (float) rnd.nextGaussian();
                 }
             }
-            Npy.writeF32(tmp.resolve("x.npy"), x);
+            NpyWriter.writeF32(tmp.resolve("x.npy"), x);
             x = null;
             new ActivationImporter(new Configuration(), 64).run(List.of(new ActivationImporter.Source("layers.0.attn_in",
                     tmp.resolve("x.npy"), null)), tmp.resolve("act").toString(), false);
-            List<SafeTensors.RawTensor> tensors = new ArrayList<>();
+            List<SafeTensorsWriter.RawTensor> tensors = new ArrayList<>();
             for (int l = 0; l < layers; l++) {
                 ByteBuffer b = ByteBuffer.allocate(2 * size * size).order(ByteOrder.LITTLE_ENDIAN);
                 for (int i = 0; i < size * size; i++) {
                     b.putShort(Half.fromFloat((float) (0.02 * rnd.nextGaussian())));
                 }
-                tensors.add(new SafeTensors.RawTensor("model.layers.0.self_attn.q" + l + ".weight", "F16", new long[] {size, size}, b.array()));
+                tensors.add(new SafeTensorsWriter.RawTensor("model.layers.0.self_attn.q" + l + ".weight", "F16", new long[] {size, size}, b.array()));
             }
-            SafeTensors.writeRaw(tmp.resolve("model.safetensors"), tensors, java.util.Map.of("format", "pt"));
+            SafeTensorsWriter.writeRaw(tmp.resolve("model.safetensors"), tensors, java.util.Map.of("format", "pt"));
             tensors = null;
 
             SparkSession spark = SparkSupport.session(master, "babai-quant bench-quantize");

@@ -1,5 +1,6 @@
 package org.babaiquant.cli;
 
+import org.babaiquant.io.NpyWriter;
 import org.apache.hadoop.conf.Configuration;
 import org.babaiquant.io.Npy;
 import org.babaiquant.spark.HessianArtifact;
@@ -36,7 +37,7 @@ public final class HessianExportCommand implements Callable<Integer> {
                 }
             }
         }
-        Npy.writeF64(out, m);
+        NpyWriter.writeF64(out, m);
         System.out.printf("site %s: d=%d, %d tokens, normalisation %s (%s), fingerprint %s%nwrote %s%n", site, h.meta().dim(),
                 h.meta().tokens(), mean ? "mean" : h.meta().normalisation(),
                 mean ? "H = Σ XᵀX / N" : "H = Σ XᵀX over the tokens, not divided", h.meta().fingerprint(), out);

@@ -1,5 +1,6 @@
 package org.babaiquant.cli;
 
+import org.babaiquant.io.SafeTensorsWriter;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FSDataOutputStream;
@@ -15,7 +16,6 @@ import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.method.MethodSpec;
 import org.babaiquant.io.Npy;
-import org.babaiquant.io.SafeTensors;
 import org.babaiquant.onnx.ActivationCapture;
 import org.babaiquant.onnx.BundledMiniLm;
 import org.babaiquant.spark.ActivationImporter;
@@ -285,7 +285,7 @@ public final class PipelineCommand implements Callable<Integer> {
                     java.nio.file.Path f = java.nio.file.Path.of(e.getValue());
                     tensors.put(e.getKey(), Npy.readHeader(f).shape().length == 1 ? new double[][] {Npy.readVector(f)} : Npy.readMatrix(f));
                 }
-                SafeTensors.write(local, tensors, plan.modelDtype);
+                SafeTensorsWriter.write(local, tensors, plan.modelDtype);
                 byte[] want = Files.readAllBytes(local);
                 Path dst = new Path(plan.modelUri);
                 FileSystem fs = dst.getFileSystem(conf);

@@ -1,5 +1,6 @@
 package org.babaiquant.cli;
 
+import org.babaiquant.io.NpyWriter;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.Json;
@@ -158,12 +159,12 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
             if (q instanceof QuantResult.Encoded e) {
                 Files.write(dir.resolve("layer." + e.method()), e.bytes());
             } else {
-                Npy.writeF32(dir.resolve("scales.npy"), q.lattice().grid().scale);
-                Npy.writeF32(dir.resolve("zeros.npy"), q.lattice().grid().zero);
+                NpyWriter.writeF32(dir.resolve("scales.npy"), q.lattice().grid().scale);
+                NpyWriter.writeF32(dir.resolve("zeros.npy"), q.lattice().grid().zero);
             }
-            Npy.writeI32(dir.resolve("codes.npy"), q.lattice().codes());
-            Npy.writeF32(dir.resolve("dequant.npy"), q.dequant());
-            Npy.writeF64(dir.resolve("rows.npy"), rowTable(rep));
+            NpyWriter.writeI32(dir.resolve("codes.npy"), q.lattice().codes());
+            NpyWriter.writeF32(dir.resolve("dequant.npy"), q.dequant());
+            NpyWriter.writeF64(dir.resolve("rows.npy"), rowTable(rep));
             Files.writeString(dir.resolve("report.json"), Json.write(json), StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + dir + ": " + e.getMessage(), e);

@@ -10,7 +10,6 @@ import java.net.URL;
 import java.net.URLConnection;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 
 /**
  * The embedded default model: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) as the ONNX export and HF

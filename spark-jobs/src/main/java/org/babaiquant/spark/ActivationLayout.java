@@ -20,7 +20,6 @@ import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.MessageTypeParser;
 import org.babaiquant.BadInputException;
 import org.babaiquant.io.Names;
-import org.babaiquant.io.SafeTensors;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;

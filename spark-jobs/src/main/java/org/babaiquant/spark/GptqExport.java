@@ -1,5 +1,6 @@
 package org.babaiquant.spark;
 
+import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
@@ -122,7 +123,7 @@ public final class GptqExport {
             }
             Map<String, String> weightMap = new LinkedHashMap<>();
             for (String shard : model.shards()) {
-                List<SafeTensors.RawTensor> tensors = new ArrayList<>();
+                List<SafeTensorsWriter.RawTensor> tensors = new ArrayList<>();
                 for (String name : model.names()) {
                     if (!model.shardOf(name).equals(shard)) {
                         continue;
@@ -130,18 +131,18 @@ public final class GptqExport {
                     QuantizedLayout.LayerShards l = layers.get(name);
                     if (l == null) {
                         SafeTensors.TensorInfo info = model.info(name);
-                        tensors.add(new SafeTensors.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
+                        tensors.add(new SafeTensorsWriter.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
                         copied++;
                     } else {
                         tensors.addAll(gptqTensors(l, v1));
                     }
                 }
                 String fileName = new Path(shard).getName();
-                for (SafeTensors.RawTensor t : tensors) {
+                for (SafeTensorsWriter.RawTensor t : tensors) {
                     weightMap.put(t.name(), fileName);
                 }
                 try (FSDataOutputStream o = fs.create(new Path(tmp, fileName), false)) {
-                    SafeTensors.writeRaw(o, tensors, Map.of("format", "pt"));
+                    SafeTensorsWriter.writeRaw(o, tensors, Map.of("format", "pt"));
                 }
                 files.add(fileName);
             }
@@ -172,7 +173,7 @@ public final class GptqExport {
         return new Summary(layers.size(), copied, files, format);
     }
 
-    static List<SafeTensors.RawTensor> gptqTensors(QuantizedLayout.LayerShards l, boolean v1) {
+    static List<SafeTensorsWriter.RawTensor> gptqTensors(QuantizedLayout.LayerShards l, boolean v1) {
         String p = l.layer().endsWith(".weight") ? l.layer().substring(0, l.layer().length() - ".weight".length()) : l.layer();
         int groups = l.groups();
         int[][] qweight = GptqPacking.packQweight(l.codes(), l.bits());
@@ -186,11 +187,11 @@ public final class GptqExport {
         }
         int[][] qzeros = GptqPacking.packQzeros(zerosT, l.bits(), v1);
         int[] gIdx = GptqPacking.gIdx(l.cols(), l.groupSize());
-        List<SafeTensors.RawTensor> t = new ArrayList<>();
-        t.add(new SafeTensors.RawTensor(p + ".qweight", "I32", new long[] {qweight.length, l.rows()}, ints(qweight)));
-        t.add(new SafeTensors.RawTensor(p + ".qzeros", "I32", new long[] {groups, qzeros[0].length}, ints(qzeros)));
-        t.add(new SafeTensors.RawTensor(p + ".scales", "F16", new long[] {groups, l.rows()}, scales.array()));
-        t.add(new SafeTensors.RawTensor(p + ".g_idx", "I32", new long[] {l.cols()}, ints(new int[][] {gIdx})));
+        List<SafeTensorsWriter.RawTensor> t = new ArrayList<>();
+        t.add(new SafeTensorsWriter.RawTensor(p + ".qweight", "I32", new long[] {qweight.length, l.rows()}, ints(qweight)));
+        t.add(new SafeTensorsWriter.RawTensor(p + ".qzeros", "I32", new long[] {groups, qzeros[0].length}, ints(qzeros)));
+        t.add(new SafeTensorsWriter.RawTensor(p + ".scales", "F16", new long[] {groups, l.rows()}, scales.array()));
+        t.add(new SafeTensorsWriter.RawTensor(p + ".g_idx", "I32", new long[] {l.cols()}, ints(new int[][] {gIdx})));
         return t;
     }
 

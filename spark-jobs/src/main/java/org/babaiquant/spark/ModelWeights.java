@@ -1,5 +1,6 @@
 package org.babaiquant.spark;
 
+import org.babaiquant.io.ShardIndex;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
@@ -302,10 +303,10 @@ public final class ModelWeights implements AutoCloseable {
     private static ModelWeights openIndexed(FileSystem fs, FileStatus indexStatus, List<Shard> opened)
             throws IOException {
         String index = indexStatus.getPath().toString();
-        SafeTensors.ShardIndex parsed;
+        ShardIndex parsed;
         try (ByteSource src = HadoopSource.open(fs, indexStatus,
                 OpenFileOptions.FS_OPTION_OPENFILE_READ_POLICY_WHOLE_FILE)) {
-            parsed = SafeTensors.readIndex(src);
+            parsed = ShardIndex.read(src);
         }
         TreeMap<String, List<String>> tensorsByShard = new TreeMap<>();
         parsed.weightMap().forEach((tensor, shard) ->
