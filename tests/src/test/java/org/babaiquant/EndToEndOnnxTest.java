@@ -5,6 +5,8 @@ import org.apache.parquet.example.data.Group;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.Method;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.method.MethodSpec;
 import org.babaiquant.io.ByteSource;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
@@ -13,7 +15,7 @@ import org.babaiquant.onnx.BundledMiniLm;
 import org.babaiquant.onnx.EmbeddingEvaluation;
 import org.babaiquant.onnx.EvaluationReport;
 import org.babaiquant.onnx.OnnxApply;
-import org.babaiquant.onnx.OnnxModel;
+import org.babaiquant.io.OnnxModel;
 import org.babaiquant.onnx.Paragraphs;
 import org.babaiquant.onnx.WordPieceTokenizer;
 import org.babaiquant.spark.ActivationLayout;
@@ -186,8 +188,8 @@ class EndToEndOnnxTest {
     }
 
     static QuantizeJob.Config cfg(String out, Method method, ColumnOrder order) {
-        return new QuantizeJob.Config(onnx.toString(), hessians, out, method, 4, 128, false, false, order, true, 0.01, 128,
-                null, List.of(), null, null, 0, "auto", 0, false);
+        return QuantizeJob.Config.of(onnx.toString(), hessians, out,
+                MethodSpec.grid(method.cliName, new QuantGrid.Spec(4, 128, false, false), order, true, 0.01));
     }
 
     @Test
@@ -286,8 +288,8 @@ class EndToEndOnnxTest {
     @Test
     void cliApplyAndEvaluate(@TempDir Path tmp) {
         String q = tmp.resolve("q").toString();
-        QuantizeJob.run(SPARK, new QuantizeJob.Config(onnx.toString(), hessians, q, Method.RTN, 4, 128, false, false,
-                ColumnOrder.NATURAL, true, 0.01, 128, "/encoder/layer\\.0/.*", List.of(), null, null, 0, "auto", 0, false), s -> { });
+        QuantizeJob.run(SPARK, new QuantizeJob.Config(onnx.toString(), hessians, q, MethodSpec.grid("rtn", new QuantGrid.Spec(4, 128,
+                false, false), ColumnOrder.NATURAL, true, 0.01), "/encoder/layer\\.0/.*", List.of(), null, null, 0, "auto", 0, false), s -> { });
         Path out = tmp.resolve("new.onnx");
         QuantizeLayerCliTest.Run apply = QuantizeLayerCliTest.run("apply", "--quantized", q, "--out", out.toString());
         assertEquals(0, apply.status(), apply.err());

@@ -4,7 +4,7 @@ import org.apache.hadoop.conf.Configuration;
 import org.babaiquant.io.Npy;
 import org.babaiquant.onnx.ActivationCapture;
 import org.babaiquant.onnx.BundledMiniLm;
-import org.babaiquant.onnx.OnnxModel;
+import org.babaiquant.io.OnnxModel;
 import org.babaiquant.onnx.WordPieceTokenizer;
 import org.babaiquant.spark.ActivationLayout;
 import org.junit.jupiter.api.BeforeAll;

@@ -10,6 +10,7 @@ import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
 import org.babaiquant.io.Npy;
+import org.babaiquant.method.MethodSpec;
 import org.babaiquant.io.SafeTensors;
 import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.HessianArtifact;
@@ -79,8 +80,9 @@ class QuantizeStageTest {
     }
 
     static QuantizeJob.Config cfg(Path out, Method method, ColumnOrder order, boolean clip, String layers, List<String> map) {
-        return new QuantizeJob.Config(model.toString(), hessians.toString(), out.toString(), method, 4, 128, false, false, order, clip,
-                0.01, 128, layers, map, null, eval.toString(), 256, "auto", 0, false);
+        return new QuantizeJob.Config(model.toString(), hessians.toString(), out.toString(),
+                MethodSpec.grid(method.cliName, new QuantGrid.Spec(4, 128, false, false), order, clip, 0.01), layers, map, null,
+                eval.toString(), 256, "auto", 0, false);
     }
 
     @Test
@@ -96,7 +98,7 @@ class QuantizeStageTest {
                 double[][] w = Npy.readMatrix(lin.weight(RealData.miniLm()));
                 double[][] h = HessianArtifact.read(CONF, hessians.toString(), "layer0_" + lin.site()).h();
                 GptqSolver.Options opt = new GptqSolver.Options(method, new QuantGrid.Spec(4, 128, false, false), order, true, 0.01, 128, 6);
-                QuantizedLayer direct = GptqSolver.quantize(w, h, opt, QuantizeJob.float16Grid(w, opt.grid()));
+                QuantizedLayer direct = GptqSolver.quantize(w, h, opt, QuantizeJob.float16Grid(w, h, opt.grid()));
                 for (int r = 0; r < w.length; r++) {
                     assertArrayEquals(direct.codes()[r], shards.codes()[r], method + " " + name + " row " + r);
                 }
@@ -113,9 +115,9 @@ class QuantizeStageTest {
     void noClipRepresentationsAreStoredInTheirOwnFormatWithBitsFromTheBytes(@TempDir Path tmp) {
         for (String scheme : new String[] {"ssqr", "hptq", "hrtn"}) {
             Path out = tmp.resolve(scheme);
-            QuantizeJob.Config c = new QuantizeJob.Config(model.toString(), hessians.toString(), out.toString(), Method.GPTQ, 3, 128,
-                    false, false, ColumnOrder.ACT_ORDER, false, 0.01, 128, ".*self\\.(query|value).*", List.of(), null, eval.toString(), 256, "cpu",
-                    0, false, scheme, 0.01, 3.125);
+            QuantizeJob.Config c = new QuantizeJob.Config(model.toString(), hessians.toString(), out.toString(), new MethodSpec(scheme,
+                    new QuantGrid.Spec(3, 128, false, false), ColumnOrder.ACT_ORDER, false, 0.01, 128, 6, 0.01, 3.125),
+                    ".*self\\.(query|value).*", List.of(), null, eval.toString(), 256, "cpu", 0, false);
             QuantizeJob.run(SPARK, c, s -> { });
             List<double[]> figures = new ArrayList<>();
             QuantizedLayout.readAll(CONF, out.toString(), "reports", g -> {
@@ -211,8 +213,8 @@ class QuantizeStageTest {
     void exportWritesAGptqCheckpointThatDequantizesExactlyToTheShards(@TempDir Path tmp) throws IOException {
         for (boolean sym : new boolean[] {true, false}) {
             Path out = tmp.resolve("q" + sym);
-            QuantizeJob.Config c = new QuantizeJob.Config(model.toString(), hessians.toString(), out.toString(), Method.GPTQ, 4, 128, sym,
-                    false, ColumnOrder.ACT_ORDER, true, 0.01, 128, null, List.of(), null, null, 0, "cpu", 0, false);
+            QuantizeJob.Config c = new QuantizeJob.Config(model.toString(), hessians.toString(), out.toString(), MethodSpec.grid("gptq",
+                    new QuantGrid.Spec(4, 128, sym, false), ColumnOrder.ACT_ORDER, true, 0.01), null, List.of(), null, null, 0, "cpu", 0, false);
             QuantizeJob.run(SPARK, c, s -> { });
             Path ckpt = tmp.resolve("ckpt" + sym);
             QuantizeLayerCliTest.Run r = QuantizeLayerCliTest.run("export", "--quantized", out.toString(), "--model", model.toString(),
@@ -274,8 +276,8 @@ class QuantizeStageTest {
     @Test
     void cudaBackendFollowsTheProbeAndRefusesClearlyWithoutAGpu(@TempDir Path tmp) {
         QuantizeJob.Config c = new QuantizeJob.Config(model.toString(), hessians.toString(), tmp.resolve("cuda").toString(),
-                Method.GPTQ, 4, 128, false, false, ColumnOrder.NATURAL, true, 0.01, 128, ".*query.*", List.of(), null, null, 0,
-                "cuda", 0, false);
+                MethodSpec.grid("gptq", new QuantGrid.Spec(4, 128, false, false), ColumnOrder.NATURAL, true, 0.01), ".*query.*", List.of(),
+                null, null, 0, "cuda", 0, false);
         org.babaiquant.core.QuantBackend.Availability cuda = org.babaiquant.gpu.CudaProbe.availability();
         if (cuda.available()) {
             assertEquals(1, QuantizeJob.run(SPARK, c, s -> { }).size());
@@ -307,8 +309,8 @@ class QuantizeStageTest {
         bytes[0] = (byte) 0xff; // header length now absurd
         bytes[7] = (byte) 0x7f;
         Files.write(corrupt, bytes);
-        QuantizeJob.Config c = new QuantizeJob.Config(corrupt.toString(), hessians.toString(), tmp.resolve("o5").toString(), Method.GPTQ,
-                4, 128, false, false, ColumnOrder.NATURAL, true, 0.01, 128, null, List.of(), null, null, 0, "auto", 0, false);
+        QuantizeJob.Config c = QuantizeJob.Config.of(corrupt.toString(), hessians.toString(), tmp.resolve("o5").toString(),
+                MethodSpec.grid("gptq", new QuantGrid.Spec(4, 128, false, false), ColumnOrder.NATURAL, true, 0.01));
         BadInputException header = assertThrows(BadInputException.class, () -> QuantizeJob.run(SPARK, c, s -> { }));
         assertTrue(header.getMessage().contains("corrupt.safetensors"), header.getMessage());
         for (String o : new String[] {"o1", "o2", "o3", "o4", "o5"}) {

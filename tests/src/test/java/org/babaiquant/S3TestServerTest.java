@@ -42,7 +42,7 @@ class S3TestServerTest {
             long t0 = System.nanoTime();
             IOException e = assertThrows(IOException.class, () -> fs.getFileStatus(new Path("s3a://smoke/a/site=x/part-0.bin")));
             assertTrue((System.nanoTime() - t0) / 1e9 < 60, "fails fast with the test's retry settings");
-            assertTrue(org.babaiquant.cli.PipelineCommand.unreachable(e) != null, e.toString());
+            assertTrue(org.babaiquant.spark.StorageFailures.unreachable(e) != null, e.toString());
         }
     }
 

@@ -42,7 +42,25 @@ public enum ColumnOrder {
      * damped by {@code lambda} (only min-pivot depends on the damping).
      */
     public int[] permutation(double[][] h, double lambda) {
-        int n = h.length;
+        if (this == MIN_PIVOT) {
+            int[] pivots = minPivotSequence(h, lambda);
+            int n = h.length;
+            int[] p = new int[n];
+            for (int i = 0; i < n; i++) {
+                p[i] = pivots[n - 1 - i];
+            }
+            return p;
+        }
+        double[] diag = new double[h.length];
+        for (int j = 0; j < diag.length; j++) {
+            diag[j] = h[j][j];
+        }
+        return fromDiagonal(diag);
+    }
+
+    /** The order for a Hessian with diagonal {@code diag}; not for min-pivot, which needs the whole matrix. */
+    int[] fromDiagonal(double[] diag) {
+        int n = diag.length;
         switch (this) {
             case NATURAL:
                 return IntStream.range(0, n).toArray();
@@ -50,75 +68,28 @@ public enum ColumnOrder {
                 return IntStream.range(0, n).map(i -> n - 1 - i).toArray();
             case ACT_ORDER:
                 return IntStream.range(0, n).boxed()
-                        .sorted(Comparator.comparingDouble((Integer j) -> -h[j][j]))
+                        .sorted(Comparator.comparingDouble((Integer j) -> -diag[j]))
                         .mapToInt(Integer::intValue).toArray();
-            case MIN_PIVOT: {
-                int[] pivots = minPivotSequence(h, lambda);
-                int[] p = new int[n];
-                for (int i = 0; i < n; i++) {
-                    p[i] = pivots[n - 1 - i];
-                }
-                return p;
-            }
             default:
-                throw new AssertionError(this);
+                throw new IllegalArgumentException(this + " needs the whole Hessian");
         }
     }
 
     /**
-     * Pivot sequence of the min-pivot Cholesky (left-looking: only the Schur diagonal is kept up to date and one
-     * column of L is formed per step, O(n²) memory for L). Throws when a pivot is not positive: the caller passes a
-     * damped H that already factorised.
+     * Pivot sequence of the min-pivot Cholesky of {@code H + λI}: {@link DampedFactor#pivotedCholeskyLower}, the same
+     * factorisation the solver reuses as its factor. Throws when a pivot is not positive: the caller passes a damped H
+     * that already factorised.
      */
     static int[] minPivotSequence(double[][] h, double lambda) {
         int n = h.length;
-        double[] d = new double[n];
-        for (int j = 0; j < n; j++) {
-            d[j] = h[j][j] + lambda;
-        }
-        boolean[] done = new boolean[n];
+        double[] a = new double[Dense.checkedSize(n, n)];
+        IntStream.range(0, n).parallel().forEach(i -> {
+            System.arraycopy(h[i], 0, a, i * n, i + 1);
+            a[i * n + i] += lambda;
+        });
         int[] seq = new int[n];
-        double[][] lcols = new double[n][]; // lcols[t][j] = L[j][t] in original indexing
-        for (int t = 0; t < n; t++) {
-            int p = -1;
-            for (int j = 0; j < n; j++) {
-                if (!done[j] && (p < 0 || d[j] < d[p])) {
-                    p = j;
-                }
-            }
-            double piv = d[p];
-            if (!(piv > 0)) {
-                throw new ArithmeticException("min-pivot: Schur complement pivot " + piv + " at step " + t
-                        + " (column " + p + ") is not positive");
-            }
-            double[] col = new double[n];
-            double[] hp = h[p];
-            for (int j = 0; j < n; j++) {
-                col[j] = done[j] ? 0 : hp[j];
-            }
-            col[p] += lambda;
-            for (int s = 0; s < t; s++) {
-                double f = lcols[s][p];
-                if (f != 0) {
-                    double[] ls = lcols[s];
-                    for (int j = 0; j < n; j++) {
-                        col[j] -= f * ls[j];
-                    }
-                }
-            }
-            double root = Math.sqrt(piv);
-            done[p] = true;
-            for (int j = 0; j < n; j++) {
-                if (done[j]) {
-                    col[j] = 0;
-                } else {
-                    col[j] /= root;
-                    d[j] -= col[j] * col[j];
-                }
-            }
-            col[p] = root;
-            lcols[t] = col;
-            seq[t] = p;
+        if (!DampedFactor.pivotedCholeskyLower(a, n, seq, DenseKernels.get())) {
+            throw new ArithmeticException("min-pivot: a Schur complement pivot of H + " + lambda + "·I is not positive");
         }
         return seq;
     }

@@ -196,15 +196,74 @@ public final class GptqPacking {
         return g;
     }
 
+    /** Whether GPTQ kernels have a packing for this width: 2, 3, 4 and 8 bits. */
+    public static boolean packableBits(int bits) {
+        return bits == 2 || bits == 3 || bits == 4 || bits == 8;
+    }
+
+    /** Elements per whole number of words on a packed axis: {@code 32/bits} for 2, 4, 8 bits, 32 for 3 bits. */
+    public static int wordUnit(int bits) {
+        checkBits(bits);
+        return bits == 3 ? 32 : 32 / bits;
+    }
+
+    /**
+     * The one packability rule: {@code codes[rows][cols]} can be stored as a GPTQ {@code qweight} when the width has a
+     * packing, {@code cols} is a whole number of words and every code is in {@code 0 .. 2^bits − 1} (no-clip codes
+     * outside it are not).
+     */
+    public static boolean packable(int[][] codes, int cols, int bits) {
+        if (!packableBits(bits) || cols % wordUnit(bits) != 0) {
+            return false;
+        }
+        int maxq = (1 << bits) - 1;
+        for (int[] row : codes) {
+            for (int v : row) {
+                if (v < 0 || v > maxq) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Why a whole layer [rows, cols] cannot go into a GPTQ checkpoint (both axes are packed: qweight along the inputs,
+     * qzeros along the outputs), or null when it can.
+     */
+    public static String checkpointProblem(int rows, int cols, int bits) {
+        if (!packableBits(bits)) {
+            return bits + "-bit codes cannot be stored in the GPTQ format (2, 3, 4 or 8 bits)";
+        }
+        int per = wordUnit(bits);
+        if (cols % per != 0 || rows % per != 0) {
+            return "GPTQ packing needs both dimensions to be multiples of " + per + " at " + bits + " bits";
+        }
+        return null;
+    }
+
+    /**
+     * Bits per weight of the GPTQ checkpoint layout: int32-packed codes along the input dimension, int32-packed zeros
+     * along the output dimension, one fp16 scale per (group, row), and an int32 g_idx per input column when the order is
+     * not natural (act-order checkpoints store it).
+     */
+    public static double bitsPerWeight(int rows, int cols, int bits, int groups, boolean gIdx) {
+        long codeWords = ((long) cols * bits + 31) / 32 * rows;
+        long zeroWords = (long) groups * (((long) rows * bits + 31) / 32);
+        long scaleBits = (long) groups * rows * 16;
+        long total = 32 * (codeWords + zeroWords) + scaleBits + (gIdx ? 32L * cols : 0);
+        return (double) total / ((double) rows * cols);
+    }
+
     private static void checkBits(int bits) {
-        if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+        if (!packableBits(bits)) {
             throw new IllegalArgumentException("bits = " + bits + "; GPTQ packing supports 2, 3, 4, 8");
         }
     }
 
     /** A packed axis must end on a word boundary, else the last word would be shared with nothing. */
     private static void checkPackedAxis(int n, int bits, String what) {
-        int unit = bits == 3 ? 32 : 32 / bits;
+        int unit = wordUnit(bits);
         if (n < 0 || n % unit != 0) {
             throw new IllegalArgumentException(what + " = " + n + " must be a multiple of " + unit + " for " + bits
                     + "-bit packing");

@@ -10,25 +10,22 @@ import java.util.stream.IntStream;
  * so that every method shares the validation, the dead-column rule, the damping and the report.
  *
  * <p>Weights W are [out, in] (nn.Linear layout), H = XᵀX is [in, in]. For one output row w and processing order P,
- * with U = GPTQ's {@code Hinv} (upper Cholesky factor of the permuted damped H⁻¹, see {@link DampedFactor}):
+ * GPTQ's own statement, with U = GPTQ's {@code Hinv} (upper Cholesky factor of the permuted damped H⁻¹), is
  * <pre>
  *   for k = 0 … n−1:                     (columns in order P)
  *     q_k  = s_k · (clamp(rint(w̃_k/s_k) + z_k, 0, maxq) − z_k)
  *     e_k  = (w̃_k − q_k) / U_kk          loss += e_k²        bound += ¼ s_k²/U_kk²
  *     w̃_j −= e_k · U_kj   for j > k      (projection onto the nearest hyperplane)
  * </pre>
- * The update of columns beyond the current block of 128 is deferred and applied as one matrix product
- * {@code W[:, i2:] −= E · U[i1:i2, i2:]} (GPTQ's lazy batch update), one {@link DenseKernels#gemm} over all rows,
- * which is where native BLAS earns its keep; the column loop inside a block runs rows in parallel. All arithmetic is
- * float64, whichever kernels run it.
+ * It runs here on one Cholesky factor instead of GPTQ's chain (Cholesky, inverse, Cholesky): with J the reversal,
+ * {@code Ũ = J·chol(J·(H_P+λI)·J)·J} is upper triangular with {@code H_P + λI = Ũ·Ũᵀ} and {@code U = Ũ⁻¹}, so the
+ * step feeds the residuals {@code w − q} forward through Ũ's own entries ({@link NearestPlaneSweep}); the lazy block
+ * update becomes a product with residuals, one {@link DenseKernels#gemm} over all rows. One n³/3 factorisation, no
+ * inverse, one n² array (factorised in place by {@link #quantizeInPlace}); for min-pivot the pivoted factorisation
+ * that chooses the order is that factor. All arithmetic is float64, whichever kernels run it.
  */
 public final class GptqSolver {
     private GptqSolver() {}
-
-    /** Rows per parallel task of a strip's column loop: at least this many, and about four tasks per core. */
-    private static final int MIN_ROWS_PER_TASK = 16;
-    /** Elements of one flat slab of W (1 GiB of float64). */
-    private static final long MAX_SLAB = 1L << 27;
 
     /** Every option of the single-layer quantizer, validated. Defaults are the reference GPTQ's. */
     public record Options(Method method, QuantGrid.Spec grid, ColumnOrder order, boolean clip, double percdamp,
@@ -99,7 +96,8 @@ public final class GptqSolver {
     public static QuantizedLayer quantize(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid,
                                           DenseKernels kernels) {
         long t0 = System.nanoTime();
-        Prepared p = prepare(w0, h0, opt, fixedGrid);
+        Factored setup = setup(w0, h0, opt, fixedGrid, opt.method() == Method.GPTQ, kernels);
+        Prepared p = setup.prepared();
         double[][] w = p.w();
         double[][] h = p.h();
         QuantGrid grid = p.grid();
@@ -112,9 +110,9 @@ public final class GptqSolver {
         double[][] dq = new double[rows][n];
         switch (opt.method()) {
             case GPTQ -> {
-                DampedFactor.Flat f = DampedFactor.flat(h, perm, opt.percdamp(), opt.maxDampTries(), kernels);
+                DampedFactor.Upper f = setup.factor();
                 record(rep, f.percdamp(), f.lambda(), f.attempts(), f.traceD());
-                sweep(w, f, perm, grid, opt.clip(), opt.blockSize(), codes, dq, rep, kernels);
+                NearestPlaneSweep.run(w, f, perm, grid, opt.clip(), opt.blockSize(), codes, dq, rep, kernels);
             }
             case BABAI -> {
                 DampedFactor.Lower lo = DampedFactor.choleskyBabaiOrder(h, perm, opt.percdamp(), opt.maxDampTries(),
@@ -134,13 +132,64 @@ public final class GptqSolver {
                 });
             }
             case RTN -> {
-                DampedFactor.Flat f = DampedFactor.flat(h, perm, opt.percdamp(), opt.maxDampTries(), kernels);
+                DampedFactor.Upper f = DampedFactor.upper(h, perm, opt.percdamp(), opt.maxDampTries(), kernels);
                 record(rep, f.percdamp(), f.lambda(), f.attempts(), f.traceD());
                 roundToNearest(w, h, f, perm, grid, opt.clip(), codes, dq, rep, kernels);
             }
             default -> throw new AssertionError(opt.method());
         }
         rep.bitsPerWeight = checkpointBitsPerWeight(rows, n, grid, opt.order() != ColumnOrder.NATURAL);
+        rep.seconds = (System.nanoTime() - t0) / 1e9;
+        return new QuantizedLayer(codes, grid, perm, dq, rep);
+    }
+
+    /**
+     * GPTQ with H given flat (row-major n×n, symmetric, both triangles) and consumed: the factor is computed in its
+     * memory, so that the caller's array is the only n² one (a 28672-wide H is 6.6 GB). Same codes, loss and report
+     * as {@link #quantize(double[][], double[][], Options, QuantGrid, DenseKernels)} on the same H, bit for bit.
+     * Only {@link Method#GPTQ}; on return {@code h} holds the factor, not H.
+     */
+    public static QuantizedLayer quantizeInPlace(double[][] w0, double[] h, Options opt, QuantGrid fixedGrid,
+                                                 DenseKernels kernels) {
+        if (opt.method() != Method.GPTQ) {
+            throw new IllegalArgumentException("the in-place solver runs GPTQ only, not " + opt.method());
+        }
+        long t0 = System.nanoTime();
+        Validation.weights(w0, "W");
+        int n = w0[0].length;
+        Validation.hessian(h, n);
+        double[][] w = w0;
+        double[] diag = new double[n];
+        int dead = 0;
+        for (int j = 0; j < n; j++) {
+            if (h[j * n + j] == 0) {
+                if (dead++ == 0) {
+                    w = Dense.copy(w0);
+                }
+                h[j * n + j] = 1;
+                for (double[] row : w) {
+                    row[j] = 0;
+                }
+            }
+            diag[j] = h[j * n + j];
+        }
+        QuantGrid grid = grid(w, opt, fixedGrid);
+        int[] perm;
+        DampedFactor.Upper f;
+        if (opt.order() == ColumnOrder.MIN_PIVOT) {
+            DampedFactor.Pivoted pf = DampedFactor.minPivotInPlace(h, n, opt.percdamp(), opt.maxDampTries(), kernels);
+            perm = pf.perm();
+            f = pf.factor();
+        } else {
+            perm = opt.order().fromDiagonal(diag);
+            f = DampedFactor.upperInPlace(h, n, perm, opt.percdamp(), opt.maxDampTries(), kernels);
+        }
+        LayerReport rep = report(opt, grid, w.length, n, dead);
+        record(rep, f.percdamp(), f.lambda(), f.attempts(), f.traceD());
+        int[][] codes = new int[w.length][n];
+        double[][] dq = new double[w.length][n];
+        NearestPlaneSweep.run(w, f, perm, grid, opt.clip(), opt.blockSize(), codes, dq, rep, kernels);
+        rep.bitsPerWeight = checkpointBitsPerWeight(w.length, n, grid, opt.order() != ColumnOrder.NATURAL);
         rep.seconds = (System.nanoTime() - t0) / 1e9;
         return new QuantizedLayer(codes, grid, perm, dq, rep);
     }
@@ -154,6 +203,23 @@ public final class GptqSolver {
 
     /** See {@link Prepared}; {@code fixedGrid == null} fits the grid of {@code opt.grid()} on W. */
     public static Prepared prepare(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid) {
+        return setup(w0, h0, opt, fixedGrid, false, DenseKernels.get()).prepared();
+    }
+
+    /**
+     * {@link Prepared} and the factor {@code Ũ} of the damped, permuted H ({@link DampedFactor#upper}; for min-pivot the
+     * pivoted factorisation that chose the order), its damping recorded in the report: everything before a sweep.
+     */
+    public record Factored(Prepared prepared, DampedFactor.Upper factor) {}
+
+    /** See {@link Factored}: what the CPU sweep and a device backend's sweep start from. */
+    public static Factored prepareAndFactor(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid,
+                                            DenseKernels kernels) {
+        return setup(w0, h0, opt, fixedGrid, true, kernels);
+    }
+
+    private static Factored setup(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid, boolean factorise,
+                                  DenseKernels kernels) {
         Validation.weights(w0, "W");
         Validation.hessian(h0, w0[0].length);
         int rows = w0.length;
@@ -173,11 +239,36 @@ public final class GptqSolver {
                 }
             }
         }
-        QuantGrid grid = fixedGrid != null ? fixedGrid : QuantGrid.fit(w, opt.grid());
-        if (grid.rows != rows || grid.cols != n) {
-            throw new IllegalArgumentException("grid is " + grid.rows + "x" + grid.cols + " but W is " + rows + "x" + n);
+        QuantGrid grid = grid(w, opt, fixedGrid);
+        int[] perm;
+        DampedFactor.Upper factor = null;
+        if (factorise && opt.order() == ColumnOrder.MIN_PIVOT) {
+            DampedFactor.Pivoted pf = DampedFactor.minPivot(h, opt.percdamp(), opt.maxDampTries(), kernels);
+            perm = pf.perm();
+            factor = pf.factor();
+        } else {
+            perm = permutation(h, opt);
+            if (factorise) {
+                factor = DampedFactor.upper(h, perm, opt.percdamp(), opt.maxDampTries(), kernels);
+            }
         }
-        int[] perm = permutation(h, opt);
+        LayerReport rep = report(opt, grid, rows, n, dead);
+        if (factor != null) {
+            record(rep, factor.percdamp(), factor.lambda(), factor.attempts(), factor.traceD());
+        }
+        return new Factored(new Prepared(w, h, grid, perm, rep), factor);
+    }
+
+    private static QuantGrid grid(double[][] w, Options opt, QuantGrid fixedGrid) {
+        QuantGrid grid = fixedGrid != null ? fixedGrid : QuantGrid.fit(w, opt.grid());
+        if (grid.rows != w.length || grid.cols != w[0].length) {
+            throw new IllegalArgumentException("grid is " + grid.rows + "x" + grid.cols + " but W is " + w.length + "x"
+                    + w[0].length);
+        }
+        return grid;
+    }
+
+    private static LayerReport report(Options opt, QuantGrid grid, int rows, int n, int dead) {
         LayerReport rep = new LayerReport();
         rep.method = opt.method();
         rep.order = opt.order();
@@ -193,7 +284,7 @@ public final class GptqSolver {
         rep.rowLoss = new double[rows];
         rep.rowBound = new double[rows];
         rep.rowClipped = new int[rows];
-        return new Prepared(w, h, grid, perm, rep);
+        return rep;
     }
 
     private static void record(LayerReport rep, double percdamp, double lambda, int attempts, double traceD) {
@@ -225,242 +316,8 @@ public final class GptqSolver {
                 + pd / 10 + " × mean(diag H)");
     }
 
-    /** Rows per flat slab of W: one lazy update covers a whole slab, and a slab fits one Java array. */
-    private static int slabRows(int rows, int n) {
-        return (int) Math.max(1, Math.min(rows, MAX_SLAB / n));
-    }
-
-    /**
-     * The GPTQ column sweep over all rows, slab by slab (one slab unless W would pass {@link #MAX_SLAB} elements):
-     * see {@link Sweep}.
-     */
-    private static void sweep(double[][] w, DampedFactor.Flat f, int[] perm, QuantGrid grid, boolean clip, int block,
-                              int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels) {
-        int rows = w.length;
-        int n = perm.length;
-        int[] groupOf = new int[n];
-        for (int i = 0; i < n; i++) {
-            groupOf[i] = grid.groupOf(perm[i]);
-        }
-        int slab = slabRows(rows, n);
-        for (int r0 = 0; r0 < rows; r0 += slab) {
-            new Sweep(w, r0, Math.min(slab, rows - r0), f.u(), n, Math.min(block, n), perm, groupOf, grid, clip,
-                    kernels).run(codes, dq, rep);
-        }
-    }
-
-    /**
-     * One slab of rows through the GPTQ sweep. W is held permuted in one flat row-major array, so that the lazy update
-     * of everything right of a block is one product over all the slab's rows, {@code W[:, i2:] −= E·U[i1:i2, i2:]}.
-     * The block itself is copied into a contiguous panel (rows × block, so that its work does not stride over W's long
-     * rows), and there the same lazy idea recurses: columns {@code [c1, c2)} are swept as the left half, then
-     * {@code P[:, mid:c2] −= E[:, c1:mid]·U[c1:mid, mid:c2]}, then the right half. That is the column loop's
-     * projection regrouped, the same arithmetic moved into products, and only {@link #LEAF}-column strips remain as
-     * Java loops (with native kernels; pure-Java products are no faster than the strips, so there a strip is the whole
-     * block). A strip runs four rows at a time: each column's quantize-and-divide chain is serial within a row, so
-     * independent rows are what keeps a core busy. Results stay in processing order (the quantized value over the
-     * consumed weight, the code in {@code cp}) and are scattered to the original order row by row at the end.
-     */
-    private static final class Sweep {
-        private final int r0;
-        private final int m;
-        private final int n;
-        private final int bs;
-        /** W, this slab's rows in processing order; column i holds q_i once it has been swept. */
-        private final double[] wp;
-        /** Codes in processing order. */
-        private final int[] cp;
-        /** The current block of W, m × bs (leading dimension bs). */
-        private final double[] panel;
-        /** The current block's codes, m × bs. */
-        private final int[] panelCodes;
-        /** E of the current block, m × bs. */
-        private final double[] err;
-        private final double[] u;
-        private final int[] perm;
-        private final int[] groupOf;
-        private final QuantGrid grid;
-        private final boolean clip;
-        private final DenseKernels kernels;
-        /** Strip width. */
-        private final int leaf;
-        private final double[] loss;
-        private final double[] bound;
-        private final int[] clipped;
-        /** Rows per parallel task. */
-        private final int rowsPerTask;
-
-        Sweep(double[][] w, int r0, int m, double[] u, int n, int bs, int[] perm, int[] groupOf, QuantGrid grid,
-              boolean clip, DenseKernels kernels) {
-            this.r0 = r0;
-            this.m = m;
-            this.n = n;
-            this.bs = bs;
-            this.u = u;
-            this.perm = perm;
-            this.groupOf = groupOf;
-            this.grid = grid;
-            this.clip = clip;
-            this.kernels = kernels;
-            this.leaf = kernels instanceof Dense ? bs : LEAF;
-            this.wp = new double[m * n];
-            this.cp = new int[m * n];
-            this.panel = new double[m * bs];
-            this.panelCodes = new int[m * bs];
-            this.err = new double[m * bs];
-            this.loss = new double[m];
-            this.bound = new double[m];
-            this.clipped = new int[m];
-            int perCore = (m + 4 * CORES - 1) / (4 * CORES);
-            this.rowsPerTask = Math.max(MIN_ROWS_PER_TASK, (perCore + 3) / 4 * 4);
-            IntStream.range(0, m).parallel().forEach(r -> {
-                double[] src = w[r0 + r];
-                int off = r * n;
-                for (int i = 0; i < n; i++) {
-                    wp[off + i] = src[perm[i]];
-                }
-            });
-        }
-
-        void run(int[][] codes, double[][] dq, LayerReport rep) {
-            int tasks = (m + rowsPerTask - 1) / rowsPerTask;
-            for (int i1 = 0; i1 < n; i1 += bs) {
-                int b1 = i1;
-                int width = Math.min(n, i1 + bs) - i1;
-                forRows(tasks, r -> System.arraycopy(wp, r * n + b1, panel, r * bs, width));
-                sweepColumns(i1, i1, i1 + width);
-                forRows(tasks, r -> {
-                    System.arraycopy(panel, r * bs, wp, r * n + b1, width);
-                    System.arraycopy(panelCodes, r * bs, cp, r * n + b1, width);
-                });
-                // lazy batch update of everything right of the block, one product over the slab
-                int i2 = i1 + width;
-                kernels.gemm(false, false, m, n - i2, width, -1.0, err, 0, bs, u, i1 * n + i2, n, wp, i2, n);
-            }
-            IntStream.range(0, m).parallel().forEach(r -> {
-                int row = r0 + r;
-                int[] rowCodes = codes[row];
-                double[] rowDq = dq[row];
-                int off = r * n;
-                for (int i = 0; i < n; i++) {
-                    rowCodes[perm[i]] = cp[off + i];
-                    rowDq[perm[i]] = wp[off + i];
-                }
-                rep.rowLoss[row] = loss[r];
-                rep.rowBound[row] = bound[r];
-                rep.rowClipped[row] = clipped[r];
-            });
-        }
-
-        /** {@code body} for every row of the slab, {@code tasks} tasks of {@link #rowsPerTask} rows in parallel. */
-        private void forRows(int tasks, java.util.function.IntConsumer body) {
-            IntStream range = IntStream.range(0, tasks);
-            if (tasks > 1) {
-                range = range.parallel();
-            }
-            range.forEach(t -> {
-                int end = Math.min(m, (t + 1) * rowsPerTask);
-                for (int r = t * rowsPerTask; r < end; r++) {
-                    body.accept(r);
-                }
-            });
-        }
-
-        /** Columns {@code [c1, c2)} of the block that starts at {@code i1} (in the panel), every row of the slab. */
-        private void sweepColumns(int i1, int c1, int c2) {
-            if (c2 - c1 <= leaf) {
-                int tasks = (m + rowsPerTask - 1) / rowsPerTask;
-                IntStream range = IntStream.range(0, tasks);
-                if (tasks > 1) {
-                    range = range.parallel();
-                }
-                range.forEach(t -> {
-                    int end = Math.min(m, (t + 1) * rowsPerTask);
-                    int r = t * rowsPerTask;
-                    for (; r + 3 < end; r += 4) {
-                        strip4(r, i1, c1, c2);
-                    }
-                    for (; r < end; r++) {
-                        strip1(r, i1, c1, c2);
-                    }
-                });
-                return;
-            }
-            int mid = c1 + (c2 - c1) / 2;
-            sweepColumns(i1, c1, mid);
-            kernels.gemm(false, false, m, c2 - mid, mid - c1, -1.0, err, c1 - i1, bs, u, c1 * n + mid, n,
-                    panel, mid - i1, bs);
-            sweepColumns(i1, mid, c2);
-        }
-
-        /** Rows {@code r..r+3} (slab-relative) over columns {@code [c1, c2)}. */
-        private void strip4(int r, int i1, int c1, int c2) {
-            int x0 = r * bs - i1;
-            int x1 = x0 + bs;
-            int x2 = x1 + bs;
-            int x3 = x2 + bs;
-            for (int i = c1; i < c2; i++) {
-                int ui = i * n;
-                double d = u[ui + i];
-                double e0 = column(r, x0, i, d);
-                double e1 = column(r + 1, x1, i, d);
-                double e2 = column(r + 2, x2, i, d);
-                double e3 = column(r + 3, x3, i, d);
-                for (int j = i + 1; j < c2; j++) {
-                    double uij = u[ui + j];
-                    panel[x0 + j] -= e0 * uij;
-                    panel[x1 + j] -= e1 * uij;
-                    panel[x2 + j] -= e2 * uij;
-                    panel[x3 + j] -= e3 * uij;
-                }
-            }
-        }
-
-        /** Row {@code r} (slab-relative) over columns {@code [c1, c2)}. */
-        private void strip1(int r, int i1, int c1, int c2) {
-            int x0 = r * bs - i1;
-            for (int i = c1; i < c2; i++) {
-                int ui = i * n;
-                double e0 = column(r, x0, i, u[ui + i]);
-                for (int j = i + 1; j < c2; j++) {
-                    panel[x0 + j] -= e0 * u[ui + j];
-                }
-            }
-        }
-
-        /**
-         * Column i of row r, whose block is at {@code panel[x + i]} (and its error at {@code err[x + i]}),
-         * {@code d = U_ii}: the step of the class comment, {@code q = s·(clamp(rint(w̃/s) + z) − z)},
-         * {@code e = (w̃ − q)/U_ii}; returns e.
-         */
-        private double column(int r, int x, int i, double d) {
-            int row = r0 + r;
-            int g = groupOf[i];
-            double s = grid.scale[row][g];
-            double z = grid.zero[row][g];
-            double xi = panel[x + i];
-            double c = QuantGrid.quantizeUnclipped(xi, s, z);
-            if (clip && (c < 0 || c > grid.maxq)) {
-                c = Math.min(Math.max(c, 0), grid.maxq);
-                clipped[r]++;
-            }
-            double q = QuantGrid.dequantize(c, s, z);
-            double ek = (xi - q) / d;
-            loss[r] += ek * ek;
-            bound[r] += 0.25 * s * s / (d * d);
-            panel[x + i] = q;
-            panelCodes[x + i] = (int) c;
-            err[x + i] = ek;
-            return ek;
-        }
-    }
-
-    /** Columns at most this wide run as per-row loops; wider ranges split in two with a product between. */
-    private static final int LEAF = 32;
-    private static final int CORES = Runtime.getRuntime().availableProcessors();
-
     /** RTN on the same grid; its loss is measured directly as (q−w)ᵀ(H+λI)(q−w). */
-    private static void roundToNearest(double[][] w, double[][] h, DampedFactor.Flat f, int[] perm, QuantGrid grid,
+    private static void roundToNearest(double[][] w, double[][] h, DampedFactor.Upper f, int[] perm, QuantGrid grid,
                                        boolean clip, int[][] codes, double[][] dq, LayerReport rep,
                                        DenseKernels kernels) {
         int rows = w.length;
@@ -480,13 +337,13 @@ public final class GptqSolver {
             }
             rep.rowClipped[r] = clipped;
             for (int i = 0; i < n; i++) {
-                double d = f.u(i, i);
+                double d = f.ut(i, i); // 1/U_ii
                 double s = grid.scale(r, perm[i]);
-                rep.rowBound[r] += 0.25 * s * s / (d * d);
+                rep.rowBound[r] += 0.25 * s * s * (d * d);
             }
         });
         // loss_r = δ_r ᵀ (H + λI) δ_r with δ = Q − W: per slab of rows, δ·H as products over panels of H's rows
-        int slab = slabRows(rows, n);
+        int slab = (int) Math.max(1, Math.min(rows, NearestPlaneSweep.MAX_SLAB / n));
         int panel = Math.max(1, Math.min(n, (1 << 20) / n));
         double[] hPanel = new double[panel * n];
         for (int s0 = 0; s0 < rows; s0 += slab) {

@@ -34,7 +34,7 @@ public final class QuantGrid {
     }
 
     /** Grid parameters as the user gives them. {@code groupSize = -1}: one group per output row. */
-    public record Spec(int bits, int groupSize, boolean sym, boolean mse) {
+    public record Spec(int bits, int groupSize, boolean sym, boolean mse) implements java.io.Serializable {
         public Spec {
             if (bits < 2 || bits > 8) {
                 throw new IllegalArgumentException("bits must be in 2..8, got " + bits);

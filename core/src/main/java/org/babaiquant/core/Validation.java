@@ -60,4 +60,38 @@ public final class Validation {
             }
         }
     }
+
+    /** As {@link #hessian(double[][], int)} for H flat row-major ({@code n·n} values). */
+    public static void hessian(double[] h, int n) {
+        if (h == null || (long) n * n != h.length) {
+            throw new BadInputException("H has " + (h == null ? 0 : h.length) + " values but W has " + n
+                    + " input columns (H = XᵀX must be [in, in])");
+        }
+        double maxDiag = 0;
+        for (int j = 0; j < n; j++) {
+            double d = h[j * n + j];
+            if (d < 0) {
+                throw new NotPositiveDefiniteException("H[" + j + "][" + j + "] = " + d + " < 0: not a Gram matrix XᵀX");
+            }
+            maxDiag = Math.max(maxDiag, d);
+        }
+        double tol = 1e-6 * maxDiag;
+        for (int i0 = 0; i0 < n; i0 += 64) {
+            for (int j0 = 0; j0 <= i0; j0 += 64) {
+                for (int i = i0; i < Math.min(n, i0 + 64); i++) {
+                    for (int j = j0; j < Math.min(i + 1, j0 + 64); j++) {
+                        double a = h[i * n + j];
+                        double b = h[j * n + i];
+                        if (!Double.isFinite(a) || !Double.isFinite(b)) {
+                            throw new BadInputException("H has a non-finite value at [" + i + ", " + j + "]");
+                        }
+                        if (Math.abs(a - b) > tol) {
+                            throw new BadInputException("H is not symmetric: H[" + i + "][" + j + "] = " + a
+                                    + " but H[" + j + "][" + i + "] = " + b);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,5 +1,8 @@
 package org.babaiquant.core;
 
+import org.babaiquant.serving.PackedGptq;
+import org.babaiquant.serving.ServingKernels;
+
 import org.babaiquant.core.Half;
 import org.junit.jupiter.api.Test;
 
@@ -97,7 +100,7 @@ class BackendCpuTest {
             QuantGrid grid = QuantGrid.of(bits, gs, in, scale, zero);
             QuantizedLayer q = new QuantizedLayer(codes, grid, null, null, null);
             for (boolean v1 : new boolean[] {false, true}) {
-                QuantBackend.PackedGptq p = QuantBackend.PackedGptq.of(q, v1);
+                PackedGptq p = PackedGptq.of(q, v1);
                 int[][] back = GptqPacking.unpackQweight(unflatten(p.qweight(), in * bits / 32, out), bits, in);
                 for (int batch : new int[] {1, 5, 8}) {
                     float[] x = new float[batch * in];
@@ -105,7 +108,7 @@ class BackendCpuTest {
                         x[i] = (float) rnd.nextGaussian();
                     }
                     float[] y;
-                    try (QuantBackend.Linear lin = QuantBackend.cpu().gptqLinear(p)) {
+                    try (ServingKernels.Linear lin = ServingKernels.cpu().gptqLinear(p)) {
                         y = lin.apply(x, batch);
                     }
                     for (int b = 0; b < batch; b++) {
@@ -127,7 +130,7 @@ class BackendCpuTest {
     void gemvRefusesBadBatches() {
         QuantizedLayer q = new QuantizedLayer(new int[8][32], QuantGrid.of(4, 32, 32, new double[8][1],
                 new double[8][1]), null, null, null);
-        try (QuantBackend.Linear lin = QuantBackend.cpu().gptqLinear(QuantBackend.PackedGptq.of(q, false))) {
+        try (ServingKernels.Linear lin = ServingKernels.cpu().gptqLinear(PackedGptq.of(q, false))) {
             assertThrows(IllegalArgumentException.class, () -> lin.apply(new float[0], 0));
             assertThrows(IllegalArgumentException.class, () -> lin.apply(new float[9 * 32], 9));
             assertThrows(IllegalArgumentException.class, () -> lin.apply(new float[31], 1));

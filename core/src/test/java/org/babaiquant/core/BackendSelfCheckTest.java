@@ -1,6 +1,5 @@
 package org.babaiquant.core;
 
-import org.babaiquant.nonclip.SsqrLayer;
 import org.junit.jupiter.api.Test;
 
 import java.util.function.UnaryOperator;
@@ -33,16 +32,6 @@ class BackendSelfCheckTest {
             @Override
             public QuantizedLayer quantize(double[][] w, double[][] h, GptqSolver.Options opt, QuantGrid fixedGrid) {
                 return change.apply(CpuBackend.INSTANCE.quantize(w, h, opt, fixedGrid));
-            }
-
-            @Override
-            public Linear gptqLinear(PackedGptq layer) {
-                return CpuBackend.INSTANCE.gptqLinear(layer);
-            }
-
-            @Override
-            public Linear ssqrLinear(SsqrLayer layer) {
-                return CpuBackend.INSTANCE.ssqrLinear(layer);
             }
         };
     }

@@ -1,6 +1,5 @@
 package org.babaiquant.gpu;
 
-import org.babaiquant.core.CpuBackend;
 import org.babaiquant.core.GptqPacking;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
@@ -9,6 +8,8 @@ import org.babaiquant.core.QuantBackend;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
 import org.babaiquant.nonclip.SsqrLayer;
+import org.babaiquant.serving.PackedGptq;
+import org.babaiquant.serving.ServingKernels;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -24,7 +25,7 @@ import java.util.logging.Logger;
  * the factorisation on the CPU (see {@link LatticeSweep}); methods RTN and BABAI run core's CPU solver (RTN has no
  * sweep; Babai's direct formulation is the CPU oracle, with the same codes as GPTQ).
  */
-public final class CudaBackend implements QuantBackend {
+public final class CudaBackend implements QuantBackend, ServingKernels {
     private static final Logger LOG = Logger.getLogger(CudaBackend.class.getName());
     /** Largest activation tile staged on the device at once. */
     private static final long STAGE_BYTES = 256L << 20;
@@ -390,7 +391,7 @@ public final class CudaBackend implements QuantBackend {
 
         @Override
         public float[] apply(float[] xs, int batch) {
-            CpuBackend.checkBatch(xs, batch, in);
+            ServingKernels.checkBatch(xs, batch, in);
             synchronized (CudaBackend.this) {
                 x.upload(xs, (long) batch * in, 0);
                 launch(batch);

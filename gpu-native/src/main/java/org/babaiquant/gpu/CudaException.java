@@ -1,6 +1,7 @@
 package org.babaiquant.gpu;
 
 import jcuda.driver.CUresult;
+import org.babaiquant.core.BackendException;
 
 /**
  * A CUDA driver error, split the way a caller must react: {@link Recoverable} (out of memory: retry smaller or run the
@@ -8,7 +9,7 @@ import jcuda.driver.CUresult;
  * an illegal address or a failed launch, which poison the context: fail the task so that the scheduler retries it
  * elsewhere).
  */
-public abstract class CudaException extends RuntimeException {
+public abstract class CudaException extends BackendException {
     private static final long serialVersionUID = 1L;
     /** The {@code CUresult} code. */
     public final int code;
@@ -18,8 +19,6 @@ public abstract class CudaException extends RuntimeException {
         this.code = code;
     }
 
-    /** Whether the caller may go on (on the CPU, or with less memory) in this process. */
-    public abstract boolean recoverable();
 
     /** Out of memory: nothing was corrupted. */
     public static final class Recoverable extends CudaException {

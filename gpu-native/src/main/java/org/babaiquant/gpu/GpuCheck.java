@@ -5,7 +5,8 @@ import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.QuantBackend;
 import org.babaiquant.core.QuantBackend.ActivationType;
-import org.babaiquant.core.QuantBackend.PackedGptq;
+import org.babaiquant.serving.PackedGptq;
+import org.babaiquant.serving.ServingKernels;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
 import org.babaiquant.io.Npy;
@@ -209,7 +210,7 @@ public final class GpuCheck {
             PackedGptq p = randomPacked(bits, 128, 1024, 768);
             for (int batch : new int[] {1, 3, 8}) {
                 float[] xs = gaussianFloats(batch * p.in());
-                gemvCase("gemv gptq " + bits + "-bit g128 768x1024 batch " + batch, () -> cpu.gptqLinear(p),
+                gemvCase("gemv gptq " + bits + "-bit g128 768x1024 batch " + batch, () -> ServingKernels.cpu().gptqLinear(p),
                         () -> cuda.gptqLinear(p), xs, batch, Parity.absScale(p, xs, batch));
             }
         }
@@ -218,11 +219,11 @@ public final class GpuCheck {
         PackedGptq v2 = randomPacked(4, 96, 2600, 304);
         PackedGptq odd = new PackedGptq(4, 96, 2600, 304, v2.qweight(), v2.qzeros(), v2.scales(), true);
         float[] xo = gaussianFloats(3 * odd.in());
-        gemvCase("gemv gptq 4-bit g96 v1-zeros 304x2600 batch 3", () -> cpu.gptqLinear(odd), () -> cuda.gptqLinear(odd), xo, 3,
+        gemvCase("gemv gptq 4-bit g96 v1-zeros 304x2600 batch 3", () -> ServingKernels.cpu().gptqLinear(odd), () -> cuda.gptqLinear(odd), xo, 3,
                 Parity.absScale(odd, xo, 3));
         PackedGptq channel = randomPacked(2, 2592, 2592, 320);
         float[] xc = gaussianFloats(8 * channel.in());
-        gemvCase("gemv gptq 2-bit per-channel 320x2592 batch 8", () -> cpu.gptqLinear(channel),
+        gemvCase("gemv gptq 2-bit per-channel 320x2592 batch 8", () -> ServingKernels.cpu().gptqLinear(channel),
                 () -> cuda.gptqLinear(channel), xc, 8, Parity.absScale(channel, xc, 8));
         double[][] wq = Npy.readMatrix(data.resolve("weights/layer0_ffn_up.weight.npy"));
         double[][] hq = new HessianAccumulator(wq[0].length)
@@ -231,7 +232,7 @@ public final class GpuCheck {
         for (int batch : new int[] {1, 8}) {
             float[] xs = gaussianFloats(batch * ssqr.cols());
             gemvCase("gemv ssqr real ffn_up 4-bit g128 " + ssqr.outliers() + " outliers batch " + batch,
-                    () -> cpu.ssqrLinear(ssqr), () -> cuda.ssqrLinear(ssqr), xs, batch,
+                    () -> ServingKernels.cpu().ssqrLinear(ssqr), () -> cuda.ssqrLinear(ssqr), xs, batch,
                     Parity.absScale(ssqr, xs, batch));
         }
     }
@@ -264,11 +265,11 @@ public final class GpuCheck {
         });
     }
 
-    private void gemvCase(String what, java.util.function.Supplier<QuantBackend.Linear> ref,
-                          java.util.function.Supplier<QuantBackend.Linear> got, float[] x, int batch,
+    private void gemvCase(String what, java.util.function.Supplier<ServingKernels.Linear> ref,
+                          java.util.function.Supplier<ServingKernels.Linear> got, float[] x, int batch,
                           double[] absScale) {
         attempt(what, () -> {
-            try (QuantBackend.Linear r = ref.get(); QuantBackend.Linear g = got.get()) {
+            try (ServingKernels.Linear r = ref.get(); ServingKernels.Linear g = got.get()) {
                 double err = Parity.gemv(r.apply(x, batch), g.apply(x, batch), absScale);
                 verdict(what, err <= Parity.MAX_GEMV_REL, String.format(Locale.ROOT,
                         "max |dy|/sum|x*w| %.2e (limit %.0e)", err, Parity.MAX_GEMV_REL));
@@ -433,7 +434,7 @@ public final class GpuCheck {
         PackedGptq p = randomPacked(4, 128, in, out);
         float[] x1 = gaussianFloats(in);
         try (CudaBackend.CudaLinear dense = (CudaBackend.CudaLinear) cuda.gptqLinear(p);
-             QuantBackend.Linear ref = QuantBackend.cpu().gptqLinear(p)) {
+             ServingKernels.Linear ref = ServingKernels.cpu().gptqLinear(p)) {
             double err = Parity.gemv(ref.apply(x1, 1), dense.apply(x1, 1), Parity.absScale(p, x1, 1));
             verdict("gemv gptq 4-bit g128 28672x8192 batch 1 (benchmark layer)", err <= Parity.MAX_GEMV_REL,
                     String.format(Locale.ROOT, "max |dy|/sum|x*w| %.2e", err));
@@ -445,7 +446,7 @@ public final class GpuCheck {
                     t1 / floor, t8 * 1e6), "<= 88 us and <= 1.5x floor", "177 us (fp16)");
             SsqrLayer s = randomSsqr(out, in, 0.01);
             try (CudaBackend.CudaLinear sparse = (CudaBackend.CudaLinear) cuda.ssqrLinear(s);
-                 QuantBackend.Linear sref = QuantBackend.cpu().ssqrLinear(s)) {
+                 ServingKernels.Linear sref = ServingKernels.cpu().ssqrLinear(s)) {
                 double serr = Parity.gemv(sref.apply(x1, 1), sparse.apply(x1, 1), Parity.absScale(s, x1, 1));
                 verdict("gemv ssqr 4-bit g128 1% outliers 28672x8192 (benchmark layer)",
                         serr <= Parity.MAX_GEMV_REL, String.format(Locale.ROOT, "max |dy|/sum|x*w| %.2e", serr));

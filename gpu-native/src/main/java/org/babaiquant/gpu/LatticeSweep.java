@@ -2,6 +2,7 @@ package org.babaiquant.gpu;
 
 import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.DampedFactor;
+import org.babaiquant.core.DenseKernels;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.LayerReport;
 import org.babaiquant.core.Method;
@@ -13,16 +14,18 @@ import java.util.function.Supplier;
 /**
  * GPTQ (blocked, lazy updates) as core's {@link GptqSolver} runs it, with the column sweep on {@link SweepKernels}.
  * The host does what is O(n²) or a one-off: validation, dead columns, the grid, the column order, and the
- * factorisation U (core's {@link DampedFactor}, through core's dense kernels: a documented CPU step; a GPU Cholesky and
- * triangular inverse are future work). The kernels do the O(m·n²) sweep:
+ * factorisation (core's {@link GptqSolver#prepareAndFactor}: the CPU solver's own factor Ũ, so damping, order and tr(D)
+ * are the CPU solver's, inverted to GPTQ's U = Ũ⁻¹ for these kernels; a GPU factorisation is future work). The
+ * kernels do the O(m·n²) sweep:
  * <pre>
  *   for each block [i1, i2) of bs columns:
  *     for each strip [c1, c2) of ≤ 32 columns:      strip(i1, c1, c2 − c1)     columns, rows in parallel
  *       if c2 &lt; i2:                                 update W[:, c2:i2] −= E[:, c1:c2]·U[c1:c2, c2:i2]
  *     if i2 &lt; n:                                   update W[:, i2:n]  −= E[:, i1:i2]·U[i1:i2, i2:n]   (lazy)
  * </pre>
- * which is the CPU sweep's projection regrouped (its strips of 32 and halving products do the same arithmetic in a
- * different order). Codes therefore equal the CPU solver's except where the summation order decides a rounding tie.
+ * which is GPTQ's own statement of the step the CPU sweep takes on Ũ (residuals fed forward through Ũ instead of
+ * errors through U = Ũ⁻¹: the same arithmetic up to float64 rounding). Codes therefore equal the CPU solver's except
+ * where rounding decides a tie.
  */
 final class LatticeSweep {
     private LatticeSweep() {}
@@ -51,7 +54,8 @@ final class LatticeSweep {
             throw new IllegalArgumentException("the lattice sweep runs GPTQ; " + opt.method() + " runs on the CPU");
         }
         long t0 = System.nanoTime();
-        GptqSolver.Prepared p = GptqSolver.prepare(w0, h0, opt, fixedGrid);
+        GptqSolver.Factored fp = GptqSolver.prepareAndFactor(w0, h0, opt, fixedGrid, DenseKernels.get());
+        GptqSolver.Prepared p = fp.prepared();
         double[][] w = p.w();
         QuantGrid grid = p.grid();
         int[] perm = p.perm();
@@ -59,11 +63,7 @@ final class LatticeSweep {
         int rows = w.length;
         int n = w[0].length;
 
-        DampedFactor.Flat f = DampedFactor.flat(p.h(), perm, opt.percdamp(), opt.maxDampTries());
-        rep.percdampUsed = f.percdamp();
-        rep.lambda = f.lambda();
-        rep.dampAttempts = f.attempts();
-        rep.traceD = f.traceD();
+        DampedFactor.Flat f = DampedFactor.inverse(fp.factor(), DenseKernels.get());
 
         int groups = grid.groups();
         int[] groupOf = new int[n];

@@ -1,7 +1,7 @@
 package org.babaiquant.gpu;
 
 import org.babaiquant.core.HessianAccumulator;
-import org.babaiquant.core.QuantBackend.PackedGptq;
+import org.babaiquant.serving.PackedGptq;
 import org.babaiquant.core.QuantizedLayer;
 import org.babaiquant.core.Half;
 import org.babaiquant.nonclip.SsqrLayer;

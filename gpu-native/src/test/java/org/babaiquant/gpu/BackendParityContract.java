@@ -8,7 +8,8 @@ import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantBackend;
 import org.babaiquant.core.QuantBackend.ActivationType;
-import org.babaiquant.core.QuantBackend.PackedGptq;
+import org.babaiquant.serving.PackedGptq;
+import org.babaiquant.serving.ServingKernels;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
 import org.babaiquant.core.TestInputs;
@@ -265,7 +266,7 @@ abstract class BackendParityContract {
             for (int batch : new int[] {1, 3, 8}) {
                 float[] x = gaussianFloats(batch * in);
                 float[] y;
-                try (QuantBackend.Linear lin = backend().gptqLinear(p)) {
+                try (ServingKernels.Linear lin = ServingKernels.of(backend()).gptqLinear(p)) {
                     y = lin.apply(x, batch);
                 }
                 float[] ref = new float[batch * out];
@@ -298,7 +299,7 @@ abstract class BackendParityContract {
         for (int batch : new int[] {1, 8}) {
             float[] x = gaussianFloats(batch * in);
             float[] y;
-            try (QuantBackend.Linear lin = backend().ssqrLinear(l)) {
+            try (ServingKernels.Linear lin = ServingKernels.of(backend()).ssqrLinear(l)) {
                 y = lin.apply(x, batch);
             }
             float[] ref = new float[batch * out];

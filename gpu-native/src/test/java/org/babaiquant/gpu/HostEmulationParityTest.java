@@ -5,7 +5,6 @@ import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantBackend;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
-import org.babaiquant.nonclip.SsqrLayer;
 
 /**
  * The CUDA backend's solver path without a GPU: {@link LatticeSweep} (the block/strip loop, permutation, slabs,
@@ -34,16 +33,6 @@ class HostEmulationParityTest extends BackendParityContract {
             return opt.method() == Method.GPTQ
                     ? LatticeSweep.quantize(w, h, opt, fixedGrid, HostSweep::new, null)
                     : GptqSolver.quantize(w, h, opt, fixedGrid);
-        }
-
-        @Override
-        public Linear gptqLinear(PackedGptq layer) {
-            return QuantBackend.cpu().gptqLinear(layer);
-        }
-
-        @Override
-        public Linear ssqrLinear(SsqrLayer layer) {
-            return QuantBackend.cpu().ssqrLinear(layer);
         }
     };
 

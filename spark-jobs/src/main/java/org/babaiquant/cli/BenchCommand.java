@@ -6,148 +6,351 @@ import org.babaiquant.core.DampedFactor;
 import org.babaiquant.core.DenseKernels;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.io.Npy;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
+import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Random;
 import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
 
 /**
- * {@code bench}: times the CPU solver and the Hessian accumulation on this machine and, in the same process, the
- * native BLAS (netlib, OpenBLAS when present) doing the same work, so that the peer's figure sits beside ours.
+ * {@code bench}: the CPU solver against a NumPy GPTQ on the same W and H, each as a user runs it (a whole process:
+ * {@code bin/babai-quant quantize-layer} and {@code python3 gptq_numpy_peer.py}), with our time broken down in this
+ * process against its floor (the Cholesky and the lazy updates as plain native dpotrf/dgemm calls); a large layer
+ * quantized in place (H consumed by its factor) for time and peak memory; and the Hessian accumulation against native
+ * syrk.
  */
 @Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
-        description = {"Benchmark the GPTQ solver and Hessian accumulation against native BLAS doing the same work.",
-                "Solver: random W [rows, cols], H = XᵀX from random X; 'update GFLOP' is the lazy trailing update",
-                "Σ_blocks 2·rows·128·(cols−i2), timed again as the same sequence of sgemm/dgemm calls through netlib.",
-                "Hessian: XᵀX of float32 X [tokens, cols] (upper triangle, float64 accumulation) vs ssyrk/dsyrk.",
-                "Our side runs on the dense kernels printed as 'kernels' (native BLAS/LAPACK when loaded, else pure",
-                "Java; -Dbabai.kernels=pure-java forces the latter). Layers up to 4M weights: best of 3 runs."})
+        description = {"Benchmark the GPTQ solver against a NumPy GPTQ peer on the same W and H, and the Hessian",
+                "accumulation against native BLAS. Per layer ROWSxCOLS: random W (float32 .npy) and H = XᵀX of",
+                "random tokens (float64 .npy) are written to a scratch folder; then, as a user runs them,",
+                "'bin/babai-quant quantize-layer' and 'python3 gptq_numpy_peer.py' (a blocked float32 GPTQ in the",
+                "reference's structure on NumPy/OpenBLAS; skipped with a note when python3 with numpy is absent)",
+                "are timed as whole processes (best of --runs, peak RSS from /usr/bin/time). In this process:",
+                "factor_s (prepare + the one Cholesky), sweep_s, the old route's factor (Cholesky + inverse), the",
+                "floor (native dpotrf + the lazy updates as dgemm calls) and the peak heap.",
+                "--in-place-sizes: layers quantized here with H flat and consumed (GptqSolver.quantizeInPlace), no",
+                "peer: time, peak heap and peak RSS (e.g. 8192x28672 with BABAI_JAVA_OPTS=-Xmx15g)."})
 public final class BenchCommand implements Callable<Integer> {
-    @Option(names = "--sizes", split = ",", defaultValue = "1024x1024,4096x4096,4096x11008",
-            description = "solver layer sizes ROWSxCOLS (default: ${DEFAULT-VALUE})")
+    @Option(names = "--sizes", split = ",", defaultValue = "4096x4096,4096x11008,11008x4096",
+            description = "layers ROWSxCOLS run against the peer (default: ${DEFAULT-VALUE}; 'none' for none)")
     List<String> sizes;
 
-    @Option(names = "--tokens", defaultValue = "2048", description = "calibration tokens for H and the Hessian bench (default: ${DEFAULT-VALUE})")
+    @Option(names = "--in-place-sizes", split = ",", defaultValue = "none",
+            description = "layers ROWSxCOLS quantized in this process on a consumed flat H (default: none)")
+    List<String> inPlaceSizes;
+
+    @Option(names = "--bits", defaultValue = "4", description = "grid bits (default: ${DEFAULT-VALUE})")
+    int bits;
+
+    @Option(names = "--group-size", defaultValue = "128", description = "grid group size (default: ${DEFAULT-VALUE})")
+    int groupSize;
+
+    @Option(names = "--tokens", defaultValue = "2048", description = "random tokens behind H (default: ${DEFAULT-VALUE})")
     int tokens;
 
-    @Option(names = "--hessian-dims", split = ",", defaultValue = "1024,4096", description = "Hessian bench dimensions (default: ${DEFAULT-VALUE})")
-    List<Integer> hessianDims;
+    @Option(names = "--runs", defaultValue = "2", description = "whole-process runs per side, best kept (default: ${DEFAULT-VALUE})")
+    int runs;
+
+    @Option(names = "--no-peer", description = "skip the NumPy peer")
+    boolean noPeer;
+
+    @Option(names = "--hessian-dims", split = ",", defaultValue = "1024,4096",
+            description = "Hessian bench dimensions (default: ${DEFAULT-VALUE}; 'none' for none)")
+    List<String> hessianDims;
+
+    @Option(names = "--work", paramLabel = "DIR", description = "scratch folder (default: a new temporary folder, deleted)")
+    Path work;
 
     @Option(names = "--markdown", paramLabel = "FILE", description = "also write the tables as Markdown")
     Path markdown;
 
+    private static final int BLOCK = 128;
+    private final List<String> md = new ArrayList<>();
+
     @Override
-    public Integer call() {
+    public Integer call() throws IOException {
+        if (runs < 1 || tokens < 1) {
+            throw new IllegalArgumentException("--runs and --tokens must be ≥ 1");
+        }
+        List<int[]> peerLayers = shapes(sizes, 2, "--sizes");
+        List<int[]> inPlaceLayers = shapes(inPlaceSizes, 2, "--in-place-sizes");
+        List<int[]> dims = shapes(hessianDims, 1, "--hessian-dims");
         // the solver's kernels first: their provider may point netlib at the bundled OpenBLAS, which only works
         // before anything else initialises netlib
         DenseKernels kernels = DenseKernels.get();
         BLAS blas = BLAS.getInstance();
-        List<String> md = new ArrayList<>();
-        String machine = String.format(Locale.ROOT, "%s, %d cores, Java %s, max heap %.1f GiB, BLAS %s",
+        String coretype = System.getenv("OPENBLAS_CORETYPE");
+        String machine = String.format(Locale.ROOT, "%s, %d cores, Java %s, max heap %.1f GiB, BLAS %s%s",
                 System.getProperty("os.arch"), Runtime.getRuntime().availableProcessors(),
-                System.getProperty("java.version"), Runtime.getRuntime().maxMemory() / (double) (1L << 30),
-                blas.getClass().getSimpleName());
-        System.out.println("machine: " + machine);
-        System.out.println("kernels: " + kernels.description());
-        md.add("machine: " + machine);
-        md.add("");
-        md.add("solver kernels: " + kernels.description());
-        md.add("");
+                System.getProperty("java.version"), Runtime.getRuntime().maxMemory() / GIB,
+                blas.getClass().getSimpleName(), coretype == null ? "" : ", OPENBLAS_CORETYPE=" + coretype
+                        + " (both sides)");
+        say("machine: " + machine);
+        say("kernels: " + kernels.description());
         if (blas instanceof dev.ludovic.netlib.blas.JavaBLAS) {
-            System.out.println("WARNING: netlib found no native BLAS; the peer column is netlib's pure-Java fallback."
-                    + " bin/babai-quant loads OpenBLAS from spark-jobs/target/native (see README).");
+            say("WARNING: netlib found no native BLAS; bin/babai-quant loads OpenBLAS from spark-jobs/target/native.");
         }
-
-        String h1 = String.format(Locale.ROOT, "%-11s %9s %9s %9s %10s %11s %11s %11s %8s",
-                "solver", "factor_s", "sweep_s", "total_s", "upd_GFLOP", "sgemm_s", "dgemm_s", "limit_2x_s", "ours/2x");
-        System.out.println(h1);
-        md.add("| layer | factor s | sweep s | total s | update GFLOP | same updates, sgemm s | same updates, dgemm s | 2× sgemm bound s | total / bound |");
-        md.add("|---|---|---|---|---|---|---|---|---|");
-        warmUp();
-        for (String size : sizes) {
-            String[] rc = size.toLowerCase(Locale.ROOT).split("x");
-            int rows = Integer.parseInt(rc[0].trim());
-            int cols = Integer.parseInt(rc[1].trim());
-            Random rnd = new Random(42);
-            float[][] x = randomActivations(rnd, tokens, cols);
-            double[][] h = new HessianAccumulator(cols).add(x).hessian();
-            x = null;
-            double[][] w = new double[rows][cols];
-            for (double[] row : w) {
-                for (int j = 0; j < cols; j++) {
-                    row[j] = 0.02 * rnd.nextGaussian();
-                }
+        boolean ownWork = work == null;
+        Path dir = ownWork ? Files.createTempDirectory("babai-bench") : Files.createDirectories(work);
+        try {
+            if (!peerLayers.isEmpty()) {
+                peerTable(peerLayers, dir, kernels, blas);
             }
-            GptqSolver.Options opt = GptqSolver.Options.defaults().withOrder(ColumnOrder.ACT_ORDER);
-            int reps = (long) rows * cols <= 1L << 22 ? 3 : 1;
-            double factor = Double.POSITIVE_INFINITY;
-            double total = Double.POSITIVE_INFINITY;
-            for (int rep = 0; rep < reps; rep++) {
-                long t0 = System.nanoTime();
-                DampedFactor.flat(h, ColumnOrder.ACT_ORDER.permutation(h, 0), 0.01, 6, kernels);
-                factor = Math.min(factor, (System.nanoTime() - t0) / 1e9);
-                t0 = System.nanoTime();
-                GptqSolver.quantize(w, h, opt, null, kernels);
-                total = Math.min(total, (System.nanoTime() - t0) / 1e9);
+            for (int[] s : inPlaceLayers) {
+                inPlace(s[0], s[1], kernels);
             }
-            double sweep = total - factor;
-            w = null;
-            h = null;
-            double flops = updateFlops(rows, cols, 128);
-            double sg = timeUpdates(blas, rows, cols, 128, true);
-            double dg = timeUpdates(blas, rows, cols, 128, false);
-            double limit = 2 * sg;
-            System.out.println(String.format(Locale.ROOT, "%-11s %9.2f %9.2f %9.2f %10.1f %11.3f %11.3f %11.3f %8.2f",
-                    size, factor, sweep, total, flops / 1e9, sg, dg, limit, total / limit));
-            md.add(String.format(Locale.ROOT, "| %s | %.2f | %.2f | %.2f | %.1f | %.3f | %.3f | %.3f | %.2f |",
-                    size, factor, sweep, total, flops / 1e9, sg, dg, limit, total / limit));
-        }
-
-        md.add("");
-        String h2 = String.format(Locale.ROOT, "%-11s %10s %10s %10s %10s %10s",
-                "hessian", "ours_GF/s", "ssyrk_GF/s", "dsyrk_GF/s", "ours/ssyrk", "ours/dsyrk");
-        System.out.println(h2);
-        md.add("| Hessian XᵀX (tokens × dim) | ours GFLOP/s | ssyrk GFLOP/s | dsyrk GFLOP/s | ours / ssyrk | ours / dsyrk |");
-        md.add("|---|---|---|---|---|---|");
-        for (int dim : hessianDims) {
-            float[][] x = randomActivations(new Random(7), tokens, dim);
-            double flops = (double) tokens * dim * (dim + 1); // upper triangle incl. diagonal, 2 flops per term
-            new HessianAccumulator(dim, kernels).add(x); // warm-up
-            double best = Double.POSITIVE_INFINITY;
-            for (int rep = 0; rep < 2; rep++) {
-                long t0 = System.nanoTime();
-                new HessianAccumulator(dim, kernels).add(x);
-                best = Math.min(best, (System.nanoTime() - t0) / 1e9);
+            if (!dims.isEmpty()) {
+                hessianTable(dims, kernels, blas);
             }
-            double ours = flops / best / 1e9;
-            double ss = syrkRate(blas, x, true, flops);
-            double ds = syrkRate(blas, x, false, flops);
-            String label = tokens + "x" + dim;
-            System.out.println(String.format(Locale.ROOT, "%-11s %10.2f %10.2f %10.2f %10.2f %10.2f",
-                    label, ours, ss, ds, ours / ss, ours / ds));
-            md.add(String.format(Locale.ROOT, "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |", label, ours, ss, ds, ours / ss, ours / ds));
+        } finally {
+            if (ownWork) {
+                deleteTree(dir);
+            }
         }
         if (markdown != null) {
-            try {
-                Files.write(markdown, md);
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
+            Files.write(markdown, md);
             System.out.println("wrote " + markdown);
         }
         return 0;
     }
 
+    private static final double GIB = 1L << 30;
+
+    private void say(String line) {
+        System.out.println(line);
+        md.add(line);
+        md.add("");
+    }
+
+    /** A table's header line, printed, and with its separator in the Markdown. */
+    private void header(String line) {
+        System.out.println(line);
+        md.add(line);
+        md.add("|---".repeat((int) line.chars().filter(c -> c == '|').count() - 1) + "|");
+    }
+
+    /** {@code dims} positive integers joined by 'x' per entry ("4096x11008", or "4096" for one); "none" for none. */
+    private static List<int[]> shapes(List<String> specs, int dims, String option) {
+        List<int[]> out = new ArrayList<>();
+        for (String s : specs) {
+            String t = s.trim().toLowerCase(Locale.ROOT);
+            if (t.isEmpty() || t.equals("none")) {
+                continue;
+            }
+            try {
+                String[] rc = t.split("x", -1);
+                if (rc.length != dims) {
+                    throw new NumberFormatException();
+                }
+                int[] v = new int[rc.length];
+                for (int i = 0; i < rc.length; i++) {
+                    v[i] = Integer.parseInt(rc[i].trim());
+                    if (v[i] < 1) {
+                        throw new NumberFormatException();
+                    }
+                }
+                out.add(v);
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException(option + ": bad size '" + s + "', expected "
+                        + (dims == 2 ? "ROWSxCOLS" : "DIM") + " of positive integers");
+            }
+        }
+        return out;
+    }
+
+    private GptqSolver.Options options() {
+        return GptqSolver.Options.defaults().withGrid(new QuantGrid.Spec(bits, groupSize, false, false))
+                .withBlockSize(BLOCK);
+    }
+
+    // ---- against the NumPy peer -------------------------------------------------------------------------------------
+
+    private void peerTable(List<int[]> layers, Path dir, DenseKernels kernels, BLAS blas) throws IOException {
+        Path launcher = launcher();
+        Path peer = noPeer ? null : peerScript(dir);
+        String python = peer == null ? null : pythonWithNumpy();
+        say(String.format(Locale.ROOT, "GPTQ %d-bit g%d, natural order, clip, damp 0.01, block %d, H of %d random tokens;"
+                + " whole process = wall time of the command, best of %d", bits, groupSize, BLOCK, tokens, runs));
+        if (launcher == null) {
+            say("whole-process runs skipped: no bin/babai-quant (run bench through the launcher, which sets babai.home)");
+        }
+        if (peer != null && python == null) {
+            say("NumPy peer skipped: python3 with numpy not found on PATH");
+        }
+        header("| layer | ours s (process) | NumPy s (process) | NumPy / ours | ours peak RSS GiB | NumPy peak RSS GiB"
+                + " | in-process: factor s | sweep s | total s | old factor (Cholesky + inverse) s | floor: dpotrf s"
+                + " + update dgemm s | total / floor | peak heap GiB | codes equal to NumPy's | load |");
+        warmUp(kernels);
+        for (int[] s : layers) {
+            int rows = s[0];
+            int cols = s[1];
+            Path wFile = dir.resolve("W-" + rows + "x" + cols + ".npy");
+            Path hFile = dir.resolve("H-" + cols + ".npy");
+            writeInputs(rows, cols, wFile, hFile, kernels);
+            String load0 = load();
+
+            // in this process: the breakdown, the old factor route and the floor
+            double[][] w = Npy.readMatrix(wFile);
+            double[][] h = Npy.readMatrix(hFile);
+            GptqSolver.Options opt = options();
+            int reps = (long) rows * cols <= 1L << 24 ? 2 : 1;
+            double factor = Double.POSITIVE_INFINITY;
+            double total = Double.POSITIVE_INFINITY;
+            double peakHeap = 0;
+            QuantizedLayer ours = null;
+            for (int rep = 0; rep < reps; rep++) {
+                long t0 = System.nanoTime();
+                GptqSolver.prepareAndFactor(w, h, opt, null, kernels);
+                factor = Math.min(factor, seconds(t0));
+                ours = null;
+                System.gc();
+                try (HeapSampler heap = new HeapSampler()) {
+                    t0 = System.nanoTime();
+                    ours = GptqSolver.quantize(w, h, opt, null, kernels);
+                    total = Math.min(total, seconds(t0));
+                    peakHeap = Math.max(peakHeap, heap.peak());
+                }
+            }
+            int[] natural = ColumnOrder.NATURAL.permutation(h, 0);
+            long t0 = System.nanoTime();
+            DampedFactor.flat(h, natural, 0.01, 6, kernels);
+            double oldFactor = seconds(t0);
+            double potrf = timePotrf(h, kernels);
+            h = null;
+            double updates = timeUpdates(blas, rows, cols, BLOCK);
+
+            // whole processes, alternating
+            Run best = null;
+            Run bestPeer = null;
+            for (int r = 0; r < runs; r++) {
+                if (launcher != null) {
+                    Path out = dir.resolve("ours");
+                    deleteTree(out);
+                    Run run = run(List.of(launcher.toString(), "quantize-layer", "--weight", wFile.toString(),
+                            "--hessian", hFile.toString(), "--bits", "" + bits, "--group-size", "" + groupSize,
+                            "--block-size", "" + BLOCK, "--out", out.toString()), dir);
+                    best = best == null || run.seconds < best.seconds ? run : best;
+                }
+                if (python != null) {
+                    Path out = dir.resolve("peer");
+                    deleteTree(out);
+                    Run run = run(List.of(python, peer.toString(), wFile.toString(), hFile.toString(), out.toString(),
+                            "" + bits, "" + groupSize, "" + BLOCK, "0.01"), dir);
+                    bestPeer = bestPeer == null || run.seconds < bestPeer.seconds ? run : bestPeer;
+                }
+            }
+            String agree = "-";
+            if (bestPeer != null) {
+                int[][] codes = ours.codes();
+                long equal = 0;
+                byte[] peerCodes = readU8(dir.resolve("peer").resolve("codes.npy"), rows, cols);
+                for (int r = 0; r < rows; r++) {
+                    for (int j = 0; j < cols; j++) {
+                        if (codes[r][j] == (peerCodes[r * cols + j] & 0xFF)) {
+                            equal++;
+                        }
+                    }
+                }
+                agree = String.format(Locale.ROOT, "%.2f%%", 100.0 * equal / ((double) rows * cols));
+            }
+            double floor = potrf + updates;
+            String line = String.format(Locale.ROOT,
+                    "| %dx%d | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f + %.2f | %.2f | %.2f | %s | %s → %s |",
+                    rows, cols, best == null ? "-" : f2(best.seconds), bestPeer == null ? "-" : f2(bestPeer.seconds),
+                    best == null || bestPeer == null ? "-" : f2(bestPeer.seconds / best.seconds),
+                    best == null || best.maxRssKb < 0 ? "-" : f2(best.maxRssKb / (GIB / 1024)),
+                    bestPeer == null || bestPeer.maxRssKb < 0 ? "-" : f2(bestPeer.maxRssKb / (GIB / 1024)),
+                    factor, total - factor, total, oldFactor, potrf, updates, total / floor, peakHeap / GIB, agree,
+                    load0, load());
+            System.out.println(line);
+            md.add(line);
+            if (bestPeer != null) {
+                String detail = "    NumPy peer's own timings (best run): " + bestPeer.lastLine;
+                System.out.println(detail);
+            }
+            Files.deleteIfExists(wFile);
+            Files.deleteIfExists(hFile);
+        }
+        md.add("");
+    }
+
+    private static String f2(double v) {
+        return String.format(Locale.ROOT, "%.2f", v);
+    }
+
+    private static double seconds(long t0) {
+        return (System.nanoTime() - t0) / 1e9;
+    }
+
+    /** Random W (float32, 0.02·N(0,1)) and H = XᵀX of random correlated tokens (float64), seed 42. */
+    private void writeInputs(int rows, int cols, Path wFile, Path hFile, DenseKernels kernels) {
+        Random rnd = new Random(42);
+        double[] h = hessianFlat(rnd, cols, kernels);
+        double[][] hm = new double[cols][];
+        for (int i = 0; i < cols; i++) {
+            hm[i] = java.util.Arrays.copyOfRange(h, i * cols, (i + 1) * cols);
+        }
+        h = null;
+        Npy.writeF64(hFile, hm);
+        hm = null;
+        float[] w = new float[Math.multiplyExact(rows, cols)];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = (float) (0.02 * rnd.nextGaussian());
+        }
+        Npy.writeF32(wFile, new int[] {rows, cols}, w);
+    }
+
+    /**
+     * H = XᵀX (flat, both triangles) of {@link #tokens} calibration-like random tokens (a common factor per token and
+     * uneven column scales), accumulated in chunks of tokens on the kernels' syrk.
+     */
+    private double[] hessianFlat(Random rnd, int n, DenseKernels kernels) {
+        double[] colScale = new double[n];
+        for (int j = 0; j < n; j++) {
+            colScale[j] = Math.exp(0.7 * rnd.nextGaussian());
+        }
+        double[] h = new double[Math.multiplyExact(n, n)];
+        int chunk = (int) Math.max(1, Math.min(tokens, (1 << 24) / n));
+        double[] x = new double[chunk * n];
+        for (int t0 = 0; t0 < tokens; t0 += chunk) {
+            int k = Math.min(chunk, tokens - t0);
+            for (int t = 0; t < k; t++) {
+                double common = rnd.nextGaussian();
+                for (int j = 0; j < n; j++) {
+                    x[t * n + j] = colScale[j] * (rnd.nextGaussian() + 0.5 * common);
+                }
+            }
+            kernels.syrkUpper(n, k, 1.0, x, 0, n, h, 0, n);
+        }
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < i; j++) {
+                h[i * n + j] = h[j * n + i];
+            }
+        }
+        return h;
+    }
+
     /** One small layer through the whole solver, so that the first timed size does not pay for JIT compilation. */
-    private static void warmUp() {
+    private void warmUp(DenseKernels kernels) {
         Random rnd = new Random(3);
         double[][] h = new HessianAccumulator(256).add(randomActivations(rnd, 512, 256)).hessian();
         double[][] w = new double[256][256];
@@ -157,7 +360,7 @@ public final class BenchCommand implements Callable<Integer> {
             }
         }
         for (int rep = 0; rep < 3; rep++) {
-            GptqSolver.quantize(w, h, GptqSolver.Options.defaults().withOrder(ColumnOrder.ACT_ORDER));
+            GptqSolver.quantize(w, h, options(), null, kernels);
         }
     }
 
@@ -171,6 +374,23 @@ public final class BenchCommand implements Callable<Integer> {
         return x;
     }
 
+    /** The Cholesky alone, as a native call on a copy of H + 1% damping. */
+    private static double timePotrf(double[][] h, DenseKernels kernels) {
+        int n = h.length;
+        double[] a = new double[n * n];
+        double mean = 0;
+        for (int i = 0; i < n; i++) {
+            System.arraycopy(h[i], 0, a, i * n, n);
+            mean += h[i][i] / n;
+        }
+        for (int i = 0; i < n; i++) {
+            a[i * n + i] += 0.01 * mean;
+        }
+        long t0 = System.nanoTime();
+        kernels.choleskyLower(a, n);
+        return seconds(t0);
+    }
+
     /** FLOPs of GPTQ's lazy trailing updates W[:, i2:] −= E·U[i1:i2, i2:]. */
     static double updateFlops(int rows, int cols, int block) {
         double f = 0;
@@ -181,55 +401,92 @@ public final class BenchCommand implements Callable<Integer> {
         return f;
     }
 
-    /** The same sequence of trailing updates as native gemm calls (column-major, C = rows × (cols−i2)). */
-    private static double timeUpdates(BLAS blas, int rows, int cols, int block, boolean single) {
-        long cSize = (long) rows * cols;
+    /** The sequence of lazy trailing updates as native dgemm calls (column-major, C = rows × (cols−i2)). */
+    private static double timeUpdates(BLAS blas, int rows, int cols, int block) {
         Random rnd = new Random(1);
-        double best = Double.POSITIVE_INFINITY;
-        if (single) {
-            float[] c = new float[(int) cSize];
-            float[] e = new float[rows * block];
-            float[] u = new float[block * cols];
-            for (int i = 0; i < e.length; i++) {
-                e[i] = (float) rnd.nextGaussian();
-            }
-            for (int i = 0; i < u.length; i++) {
-                u[i] = (float) rnd.nextGaussian();
-            }
-            for (int rep = 0; rep < 2; rep++) {
-                long t0 = System.nanoTime();
-                for (int i1 = 0; i1 < cols; i1 += block) {
-                    int i2 = Math.min(cols, i1 + block);
-                    int n = cols - i2;
-                    if (n > 0) {
-                        blas.sgemm("N", "N", rows, n, i2 - i1, -1f, e, rows, u, block, 1f, c, rows);
-                    }
-                }
-                best = Math.min(best, (System.nanoTime() - t0) / 1e9);
-            }
-        } else {
-            double[] c = new double[(int) cSize];
-            double[] e = new double[rows * block];
-            double[] u = new double[block * cols];
-            for (int i = 0; i < e.length; i++) {
-                e[i] = rnd.nextGaussian();
-            }
-            for (int i = 0; i < u.length; i++) {
-                u[i] = rnd.nextGaussian();
-            }
-            for (int rep = 0; rep < 2; rep++) {
-                long t0 = System.nanoTime();
-                for (int i1 = 0; i1 < cols; i1 += block) {
-                    int i2 = Math.min(cols, i1 + block);
-                    int n = cols - i2;
-                    if (n > 0) {
-                        blas.dgemm("N", "N", rows, n, i2 - i1, -1.0, e, rows, u, block, 1.0, c, rows);
-                    }
-                }
-                best = Math.min(best, (System.nanoTime() - t0) / 1e9);
+        double[] c = new double[Math.multiplyExact(rows, cols)];
+        double[] e = new double[rows * block];
+        double[] u = new double[block * cols];
+        for (int i = 0; i < e.length; i++) {
+            e[i] = rnd.nextGaussian();
+        }
+        for (int i = 0; i < u.length; i++) {
+            u[i] = rnd.nextGaussian();
+        }
+        long t0 = System.nanoTime();
+        for (int i1 = 0; i1 < cols; i1 += block) {
+            int i2 = Math.min(cols, i1 + block);
+            int n = cols - i2;
+            if (n > 0) {
+                blas.dgemm("N", "N", rows, n, i2 - i1, -1.0, e, rows, u, block, 1.0, c, rows);
             }
         }
-        return best;
+        return seconds(t0);
+    }
+
+    // ---- one large layer, H consumed ---------------------------------------------------------------------------------
+
+    private void inPlace(int rows, int cols, DenseKernels kernels) {
+        long mn = (long) rows * cols;
+        // H, W, the dequantized copy, the codes, one slab of accumulators
+        long need = 8L * cols * cols + 16 * mn + 4 * mn + 8 * Math.min(mn, 1L << 27);
+        long max = Runtime.getRuntime().maxMemory();
+        if (need > max) {
+            say(String.format(Locale.ROOT, "in place %dx%d skipped: needs about %.1f GiB of heap, the JVM has %.1f GiB"
+                    + " (set BABAI_JAVA_OPTS=-Xmx%dg)", rows, cols, need / GIB, max / GIB, (long) Math.ceil(need / GIB) + 1));
+            return;
+        }
+        String load0 = load();
+        Random rnd = new Random(42);
+        long t0 = System.nanoTime();
+        double[] h = hessianFlat(rnd, cols, kernels);
+        double[][] w = new double[rows][cols];
+        for (double[] row : w) {
+            for (int j = 0; j < cols; j++) {
+                row[j] = 0.02 * rnd.nextGaussian();
+            }
+        }
+        double inputs = seconds(t0);
+        System.gc();
+        QuantizedLayer q;
+        double total;
+        double peakHeap;
+        try (HeapSampler heap = new HeapSampler()) {
+            t0 = System.nanoTime();
+            q = GptqSolver.quantizeInPlace(w, h, options(), null, kernels);
+            total = seconds(t0);
+            peakHeap = heap.peak();
+        }
+        say(String.format(Locale.ROOT, "in place %dx%d (H %d² float64 given, consumed by its factor; %d-bit g%d):"
+                        + " quantized in %.1f s (inputs made in %.1f s), loss %.6g, peak heap %.2f GiB, process peak RSS"
+                        + " %s GiB, load %s → %s", rows, cols, cols, bits, groupSize, total, inputs, q.report().loss(),
+                peakHeap / GIB, selfPeakRss(), load0, load()));
+    }
+
+    // ---- Hessian ------------------------------------------------------------------------------------------------------
+
+    private void hessianTable(List<int[]> dims, DenseKernels kernels, BLAS blas) {
+        header("| Hessian XᵀX (tokens × dim) | ours GFLOP/s | ssyrk GFLOP/s | dsyrk GFLOP/s | ours / ssyrk | ours / dsyrk |");
+        for (int[] d : dims) {
+            int dim = d[0];
+            float[][] x = randomActivations(new Random(7), tokens, dim);
+            double flops = (double) tokens * dim * (dim + 1); // upper triangle incl. diagonal, 2 flops per term
+            new HessianAccumulator(dim, kernels).add(x); // warm-up
+            double best = Double.POSITIVE_INFINITY;
+            for (int rep = 0; rep < 2; rep++) {
+                long t0 = System.nanoTime();
+                new HessianAccumulator(dim, kernels).add(x);
+                best = Math.min(best, seconds(t0));
+            }
+            double ours = flops / best / 1e9;
+            double ss = syrkRate(blas, x, true, flops);
+            double ds = syrkRate(blas, x, false, flops);
+            String line = String.format(Locale.ROOT, "| %dx%d | %.2f | %.2f | %.2f | %.2f | %.2f |", tokens, dim, ours,
+                    ss, ds, ours / ss, ours / ds);
+            System.out.println(line);
+            md.add(line);
+        }
+        md.add("");
     }
 
     /** C (upper) += Xᵀ·X with X [t × n] row-major = Xᵀ column-major [n × t]: syrk("U", "N", n, t). */
@@ -246,7 +503,7 @@ public final class BenchCommand implements Callable<Integer> {
             for (int rep = 0; rep < 3; rep++) {
                 long t0 = System.nanoTime();
                 blas.ssyrk("U", "N", n, t, 1f, a, n, 1f, c, n);
-                best = Math.min(best, (System.nanoTime() - t0) / 1e9);
+                best = Math.min(best, seconds(t0));
             }
         } else {
             double[] a = new double[t * n];
@@ -259,9 +516,173 @@ public final class BenchCommand implements Callable<Integer> {
             for (int rep = 0; rep < 3; rep++) {
                 long t0 = System.nanoTime();
                 blas.dsyrk("U", "N", n, t, 1.0, a, n, 1.0, c, n);
-                best = Math.min(best, (System.nanoTime() - t0) / 1e9);
+                best = Math.min(best, seconds(t0));
             }
         }
         return flops / best / 1e9;
+    }
+
+    // ---- processes, memory, machine -----------------------------------------------------------------------------------
+
+    /** A finished whole-process run: wall seconds, peak RSS (KiB, −1 when unknown) and its last output line. */
+    private record Run(double seconds, long maxRssKb, String lastLine) {}
+
+    private static final Path TIME = Path.of("/usr/bin/time");
+
+    private static Run run(List<String> command, Path dir) throws IOException {
+        List<String> cmd = new ArrayList<>();
+        Path rss = dir.resolve("rss.txt");
+        boolean timed = Files.isExecutable(TIME);
+        if (timed) {
+            cmd.addAll(List.of(TIME.toString(), "-f", "%M", "-o", rss.toString()));
+        }
+        cmd.addAll(command);
+        Path log = dir.resolve("run.log");
+        long t0 = System.nanoTime();
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        try {
+            if (!p.waitFor(2, TimeUnit.HOURS)) {
+                p.destroyForcibly();
+                throw new IllegalStateException("timed out: " + String.join(" ", command));
+            }
+        } catch (InterruptedException e) {
+            p.destroyForcibly();
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted: " + String.join(" ", command));
+        }
+        double seconds = seconds(t0);
+        List<String> out = Files.readAllLines(log, StandardCharsets.UTF_8);
+        if (p.exitValue() != 0) {
+            throw new IllegalStateException("exit " + p.exitValue() + " from " + String.join(" ", command) + ":\n"
+                    + String.join("\n", out.subList(Math.max(0, out.size() - 20), out.size())));
+        }
+        long kb = -1;
+        if (timed) {
+            List<String> r = Files.readAllLines(rss, StandardCharsets.UTF_8);
+            if (!r.isEmpty()) {
+                kb = Long.parseLong(r.get(r.size() - 1).trim());
+            }
+        }
+        return new Run(seconds, kb, out.isEmpty() ? "" : out.get(out.size() - 1));
+    }
+
+    /** bin/babai-quant of this installation (the launcher sets babai.home), or null. */
+    private static Path launcher() {
+        String home = System.getProperty("babai.home");
+        if (home == null) {
+            return null;
+        }
+        Path l = Path.of(home, "bin", "babai-quant");
+        return Files.isExecutable(l) ? l : null;
+    }
+
+    /** The peer script, copied out of the jar into the scratch folder. */
+    private static Path peerScript(Path dir) throws IOException {
+        Path script = dir.resolve("gptq_numpy_peer.py");
+        try (InputStream in = BenchCommand.class.getResourceAsStream("gptq_numpy_peer.py")) {
+            if (in == null) {
+                throw new IllegalStateException("gptq_numpy_peer.py is missing from the jar");
+            }
+            Files.copy(in, script, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        }
+        return script;
+    }
+
+    /** "python3" when it runs and imports numpy, else null. */
+    private static String pythonWithNumpy() {
+        try {
+            Process p = new ProcessBuilder("python3", "-c", "import numpy").redirectErrorStream(true).start();
+            p.getInputStream().readAllBytes();
+            return p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0 ? "python3" : null;
+        } catch (IOException e) {
+            return null;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return null;
+        }
+    }
+
+    /** The peer's codes: a NumPy {@code |u1} array [rows, cols]. */
+    private static byte[] readU8(Path file, int rows, int cols) throws IOException {
+        byte[] all = Files.readAllBytes(file);
+        ByteBuffer b = ByteBuffer.wrap(all).order(ByteOrder.LITTLE_ENDIAN);
+        int major = all[6];
+        int headerLen = major == 1 ? Short.toUnsignedInt(b.getShort(8)) : b.getInt(8);
+        int start = (major == 1 ? 10 : 12) + headerLen;
+        String header = new String(all, 0, start, StandardCharsets.ISO_8859_1);
+        if (!header.contains("'|u1'") || all.length - start != (long) rows * cols) {
+            throw new IllegalStateException(file + " is not a uint8 " + rows + "x" + cols + " array: " + header.trim());
+        }
+        return java.util.Arrays.copyOfRange(all, start, all.length);
+    }
+
+    /** Samples the used heap every few milliseconds: its maximum is the peak of whatever runs meanwhile. */
+    private static final class HeapSampler implements AutoCloseable {
+        private volatile boolean running = true;
+        private volatile long peak;
+        private final Thread thread;
+
+        HeapSampler() {
+            Runtime rt = Runtime.getRuntime();
+            peak = rt.totalMemory() - rt.freeMemory();
+            thread = new Thread(() -> {
+                while (running) {
+                    peak = Math.max(peak, rt.totalMemory() - rt.freeMemory());
+                    try {
+                        Thread.sleep(2);
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                }
+            }, "heap-sampler");
+            thread.setDaemon(true);
+            thread.start();
+        }
+
+        long peak() {
+            Runtime rt = Runtime.getRuntime();
+            return Math.max(peak, rt.totalMemory() - rt.freeMemory());
+        }
+
+        @Override
+        public void close() {
+            running = false;
+            thread.interrupt();
+        }
+    }
+
+    /** VmHWM of this process (Linux), in GiB, or "-". */
+    private static String selfPeakRss() {
+        try {
+            for (String l : Files.readAllLines(Path.of("/proc/self/status"))) {
+                Matcher m = Pattern.compile("VmHWM:\\s+(\\d+) kB").matcher(l);
+                if (m.find()) {
+                    return f2(Long.parseLong(m.group(1)) / (GIB / 1024));
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // not Linux
+        }
+        return "-";
+    }
+
+    /** The 1-minute load average (Linux), or "-": other work on the machine skews every figure. */
+    private static String load() {
+        try {
+            return Files.readString(Path.of("/proc/loadavg")).split(" ")[0];
+        } catch (IOException | RuntimeException e) {
+            return "-";
+        }
+    }
+
+    private static void deleteTree(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(dir)) {
+            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(p);
+            }
+        }
     }
 }

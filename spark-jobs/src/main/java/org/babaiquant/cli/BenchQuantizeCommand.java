@@ -7,6 +7,7 @@ import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
+import org.babaiquant.method.MethodSpec;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
 import org.babaiquant.spark.ActivationImporter;
@@ -80,9 +81,10 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
             SparkSession spark = SparkSupport.session(master, "babai-quant bench-quantize");
             HessianJob.run(spark, new HessianJob.Config(tmp.resolve("act").toString(), tmp.resolve("h").toString(), List.of(),
                     spark.sparkContext().defaultParallelism(), 256, 512, false), s -> { });
+            MethodSpec spec = MethodSpec.grid("gptq", new QuantGrid.Spec(4, 128, false, false), ColumnOrder.ACT_ORDER, true, 0.01);
             QuantizeJob.Config cfg = new QuantizeJob.Config(tmp.resolve("model.safetensors").toString(), tmp.resolve("h").toString(),
-                    tmp.resolve("q").toString(), Method.GPTQ, 4, 128, false, false, ColumnOrder.ACT_ORDER, true, 0.01, 128, null,
-                    List.of("model\\.layers\\.0\\.self_attn\\.q\\d+\\.weight=layers.0.attn_in"), null, null, 0, "cpu", 0, true);
+                    tmp.resolve("q").toString(), spec, null, List.of("model\\.layers\\.0\\.self_attn\\.q\\d+\\.weight=layers.0.attn_in"),
+                    null, null, 0, "cpu", 0, true);
             long t0 = System.nanoTime();
             QuantizeJob.run(spark, cfg, s -> { });
             double stage = (System.nanoTime() - t0) / 1e9;
@@ -93,7 +95,7 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
             GptqSolver.Options opt = new GptqSolver.Options(Method.GPTQ, new QuantGrid.Spec(4, 128, false, false), ColumnOrder.ACT_ORDER,
                     true, 0.01, 128, 6);
             long t1 = System.nanoTime();
-            GptqSolver.quantize(w, h, opt, QuantizeJob.float16Grid(w, opt.grid()));
+            GptqSolver.quantize(w, h, opt, QuantizeJob.float16Grid(w, h, opt.grid()));
             double solver = (System.nanoTime() - t1) / 1e9;
 
             String machine = String.format(Locale.ROOT, "%d cores, %s, max heap %.1f GiB", Runtime.getRuntime().availableProcessors(),

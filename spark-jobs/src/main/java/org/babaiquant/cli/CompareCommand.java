@@ -1,20 +1,18 @@
 package org.babaiquant.cli;
 
 import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.Json;
 import org.babaiquant.core.LayerReport;
-import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
-import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.core.QuantBackend;
 import org.babaiquant.io.Npy;
+import org.babaiquant.method.LayerQuantizer;
+import org.babaiquant.method.MethodSpec;
+import org.babaiquant.method.QuantResult;
 import org.babaiquant.nonclip.BitBudget;
-import org.babaiquant.nonclip.Hptq;
-import org.babaiquant.nonclip.HptqFormat;
-import org.babaiquant.nonclip.Ssqr;
-import org.babaiquant.nonclip.SsqrFormat;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -62,13 +60,9 @@ public final class CompareCommand implements Callable<Integer> {
             description = "bits per weight to match (default: ${DEFAULT-VALUE})")
     List<Double> targets;
 
-    @Option(names = "--order", defaultValue = "natural",
-            description = "GPTQ column order for gptq, gptq-noclip, ssqr and hptq (default: ${DEFAULT-VALUE});"
-                    + " babai always uses min-pivot")
-    String order;
-
-    @Option(names = "--damp", defaultValue = "0.01", description = "damping (default: ${DEFAULT-VALUE})")
-    double damp;
+    /** --order (default natural; babai always uses min-pivot), --damp, --block-size, --max-damp-tries. */
+    @Mixin
+    SolverOptions solver = new SolverOptions();
 
     @Option(names = "--baseline-grid", defaultValue = "mse",
             description = "grid of rtn/gptq/babai: mse (shrink search, as SSQR starts from) or minmax (default: ${DEFAULT-VALUE})")
@@ -114,7 +108,7 @@ public final class CompareCommand implements Callable<Integer> {
     public Integer call() {
         Path dir = data != null ? data : MiniLmLayer0.defaultDir();
         List<MiniLmLayer0.Linear> linears = selectLayers();
-        ColumnOrder ord = ColumnOrder.parse(order);
+        ColumnOrder ord = solver.order(ColumnOrder.NATURAL);
         boolean mse = switch (baselineGrid) {
             case "mse" -> true;
             case "minmax" -> false;
@@ -125,10 +119,10 @@ public final class CompareCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("targets must be in (2, 8.5] bits per weight, got " + t);
             }
         }
-        GptqSolver.Options base = new GptqSolver.Options(Method.GPTQ, new QuantGrid.Spec(4, -1, false, mse), ord,
-                true, damp, 128, 6);
+        MethodSpec base = new MethodSpec("gptq", new QuantGrid.Spec(4, -1, false, mse), ord, true, solver.damp, solver.blockSize,
+                solver.maxDampTries, 0.01, 0);
         System.out.println("babai-quant compare: " + dir + ", order " + ord + " (babai: min-pivot), baseline grid "
-                + baselineGrid + ", damp " + damp);
+                + baselineGrid + ", damp " + solver.damp);
         String header = String.format(Locale.ROOT, "%-9s %6s  %-12s %-24s %7s %9s %10s %8s %6s",
                 "layer", "target", "method", "config", "bpw", "eval_err", "loss/bound", "overflow", "sec");
         System.out.println(header);
@@ -167,9 +161,8 @@ public final class CompareCommand implements Callable<Integer> {
         return out;
     }
 
-    /** The seven methods on one layer at one target. */
-    List<Row> compareLayer(String name, double[][] w, double[][] h, double[][] xe, double target,
-                           GptqSolver.Options base) {
+    /** The seven methods on one layer at one target, each through the one quantize-one-layer path. */
+    List<Row> compareLayer(String name, double[][] w, double[][] h, double[][] xe, double target, MethodSpec base) {
         int rows = w.length;
         int cols = w[0].length;
         List<Row> out = new ArrayList<>();
@@ -177,55 +170,60 @@ public final class CompareCommand implements Callable<Integer> {
         // the grid methods: floor(B) bits, the group size whose checkpoint size is nearest B
         int bits = (int) Math.floor(target);
         int gs = nearestGroupSize(rows, cols, bits, target);
-        QuantGrid.Spec spec = new QuantGrid.Spec(bits, gs, false, base.grid().mse());
-        QuantGrid grid = QuantGrid.fit(liveWeights(w, h), spec); // fitted once, as the solver would, for all four
-        String cfg = bits + "b g" + gs + (spec.mse() ? " mse" : " minmax");
-        out.add(gridRow(name, target, "rtn", cfg, w, h, xe, base.withMethod(Method.RTN).withGrid(spec), grid));
-        out.add(gridRow(name, target, "gptq", cfg, w, h, xe, base.withGrid(spec), grid));
-        out.add(gridRow(name, target, "gptq-noclip", cfg, w, h, xe, base.withGrid(spec).withClip(false), grid));
-        out.add(gridRow(name, target, "babai", cfg + " min-pivot", w, h, xe, base.withMethod(Method.BABAI)
-                .withGrid(spec).withClip(false).withOrder(ColumnOrder.MIN_PIVOT), grid));
+        MethodSpec grid = base.withGrid(new QuantGrid.Spec(bits, gs, false, base.grid().mse()));
+        String cfg = bits + "b g" + gs + (grid.grid().mse() ? " mse" : " minmax");
+        out.add(gridRow(name, target, "rtn", cfg, w, h, xe, grid.withMethod("rtn")));
+        out.add(gridRow(name, target, "gptq", cfg, w, h, xe, grid));
+        out.add(gridRow(name, target, "gptq-noclip", cfg, w, h, xe, grid.withClip(false)));
+        out.add(gridRow(name, target, "babai", cfg + " min-pivot", w, h, xe, grid.withMethod("babai").withClip(false)
+                .withOrder(ColumnOrder.MIN_PIVOT)));
 
         // SSQR: floor(B) bits and an outlier rate that spends what the dense part leaves of B
         int sg = ssqrGroupSize != null ? ssqrGroupSize : ssqrGroupSize(rows, cols, bits, target);
         double rate = ssqrRate != null ? ssqrRate : ssqrRate(rows, cols, bits, sg, target);
         long t0 = System.nanoTime();
-        Ssqr.Result s = Ssqr.quantize(w, h, Ssqr.Options.of(bits, sg, rate, base));
+        QuantResult s = quantize(name, w, h, xe, base.withMethod("ssqr").withGrid(new QuantGrid.Spec(bits, sg, false, true))
+                .withOutlierRate(rate));
         double sec = (System.nanoTime() - t0) / 1e9;
-        double err = GptqSolver.relativeOutputError(xe, w, matrix(SsqrFormat.read(s.bytes()).dequantize(), cols));
+        Map<String, Object> sum = s.summary();
         out.add(new Row(name, target, "ssqr", String.format(Locale.ROOT, "%db g%d r=%.2f%% m=%.3f", bits, sg,
-                100 * rate, s.multiplier()), s.bitsPerWeight(), err, s.lattice().report().loss(),
-                s.lattice().report().bound(), s.layer().outliers(), sec));
+                100 * rate, ((Number) sum.get("scale_multiplier")).doubleValue()), s.bitsPerWeight(), s.report().evalRelError,
+                s.report().loss(), s.report().bound(), ((Number) sum.get("outliers")).longValue(), sec));
 
-        for (Hptq.Kind kind : new Hptq.Kind[] {Hptq.Kind.HRTN, Hptq.Kind.HPTQ}) {
+        for (String huffman : new String[] {"hrtn", "hptq"}) {
             t0 = System.nanoTime();
-            Hptq.Result r = Hptq.quantize(w, h, Hptq.Options.of(kind, target, base));
+            QuantResult r = quantize(name, w, h, xe, base.withTargetBits(target).withMethod(huffman));
             sec = (System.nanoTime() - t0) / 1e9;
-            err = GptqSolver.relativeOutputError(xe, w, matrix(HptqFormat.dequantize(r.bytes()), cols));
-            out.add(new Row(name, target, kind.cliName, String.format(Locale.ROOT, "s=%.4g", (double) r.layer().scale()),
-                    r.bitsPerWeight(), err, r.lattice().report().loss(), r.lattice().report().bound(), -1, sec));
+            out.add(new Row(name, target, huffman, String.format(Locale.ROOT, "s=%.4g", ((Number) r.summary().get("scale")).doubleValue()),
+                    r.bitsPerWeight(), r.report().evalRelError, r.report().loss(), r.report().bound(), -1, sec));
         }
         return out;
     }
 
+    private static QuantResult quantize(String name, double[][] w, double[][] h, double[][] xe, MethodSpec spec) {
+        QuantResult q = LayerQuantizer.quantize(name, w, h, -1, spec, QuantBackend.cpu());
+        LayerQuantizer.evaluate(name, q, w, xe, "held-out inputs of " + name);
+        return q;
+    }
+
     private static Row gridRow(String name, double target, String label, String cfg, double[][] w, double[][] h,
-                               double[][] xe, GptqSolver.Options opt, QuantGrid grid) {
+                               double[][] xe, MethodSpec spec) {
         long t0 = System.nanoTime();
-        QuantizedLayer q = GptqSolver.quantize(w, h, opt, grid);
+        QuantResult q = quantize(name, w, h, xe, spec);
         double sec = (System.nanoTime() - t0) / 1e9;
         LayerReport rep = q.report();
         long overflow = rep.clipped();
-        if (!opt.clip()) {
-            for (int[] row : q.codes()) {
+        if (!spec.clip()) {
+            int maxq = q.lattice().grid().maxq;
+            for (int[] row : q.lattice().codes()) {
                 for (int c : row) {
-                    if (c < 0 || c > grid.maxq) {
+                    if (c < 0 || c > maxq) {
                         overflow++;
                     }
                 }
             }
         }
-        return new Row(name, target, label, cfg, rep.bitsPerWeight, GptqSolver.relativeOutputError(xe, w, q.dequant()),
-                rep.loss(), rep.bound(), overflow, sec);
+        return new Row(name, target, label, cfg, rep.bitsPerWeight, rep.evalRelError, rep.loss(), rep.bound(), overflow, sec);
     }
 
     /** See {@link BitBudget#nearestGroupSize}. */
@@ -243,27 +241,7 @@ public final class CompareCommand implements Callable<Integer> {
         return BitBudget.ssqrRate(rows, cols, bits, groupSize, target);
     }
 
-    /** W with the columns of inputs that never fired zeroed, which is what the solver fits its grid on. */
-    private static double[][] liveWeights(double[][] w, double[][] h) {
-        double[][] live = new double[w.length][];
-        for (int r = 0; r < w.length; r++) {
-            live[r] = w[r].clone();
-            for (int j = 0; j < live[r].length; j++) {
-                if (h[j][j] == 0) {
-                    live[r][j] = 0;
-                }
-            }
-        }
-        return live;
-    }
 
-    private static double[][] matrix(float[] flat, int cols) {
-        double[][] m = new double[flat.length / cols][cols];
-        for (int i = 0; i < flat.length; i++) {
-            m[i / cols][i % cols] = flat[i];
-        }
-        return m;
-    }
 
     private static String format(Row r) {
         return String.format(Locale.ROOT, "%-9s %6.3f  %-12s %-24s %7.4f %9.5f %10.4f %8s %6.2f", r.layer(), r.target(),
@@ -325,7 +303,7 @@ public final class CompareCommand implements Callable<Integer> {
                 m.put("data", dir.toString());
                 m.put("order", ord.cliName);
                 m.put("baseline_grid", baselineGrid);
-                m.put("damp", damp);
+                m.put("damp", solver.damp);
                 m.put("rows", rows.stream().map(Row::toMap).toList());
                 m.put("summary", summary);
                 Files.writeString(json, Json.write(m), StandardCharsets.UTF_8);

@@ -2,8 +2,10 @@ package org.babaiquant.cli;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
-import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.Method;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.method.MethodSpec;
+import org.babaiquant.method.Methods;
+import org.babaiquant.method.QuantMethod;
 import org.babaiquant.nonclip.BitBudget;
 import org.babaiquant.onnx.ActivationCapture;
 import org.babaiquant.onnx.BundledMiniLm;
@@ -16,6 +18,7 @@ import org.babaiquant.spark.HessianJob;
 import org.babaiquant.spark.QuantizeJob;
 import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -67,8 +70,8 @@ public final class DemoCommand implements Callable<Integer> {
     @Option(names = "--methods", split = ",", defaultValue = "rtn,gptq,babai,ssqr,hptq", description = "(default: ${DEFAULT-VALUE})")
     List<String> methods;
 
-    @Option(names = "--master", paramLabel = "URL", description = "Spark master (default: local[*])")
-    String master;
+    @Mixin
+    SparkMasterOption sparkMaster = new SparkMasterOption();
 
     @Option(names = "--keep-onnx", description = "keep the quantized ONNX models under --work/onnx (90 MB each; default: deleted after evaluation)")
     boolean keepOnnx;
@@ -92,9 +95,7 @@ public final class DemoCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         for (String m : methods) {
-            if (!List.of("rtn", "gptq", "babai", "ssqr", "hptq").contains(m)) {
-                throw new IllegalArgumentException("--methods: unknown method '" + m + "' (rtn, gptq, babai, ssqr, hptq)");
-            }
+            Methods.get(m); // unknown names: exit 2 listing the registry
         }
         for (int b : bits) {
             if (b < 2 || b > 8) {
@@ -111,7 +112,7 @@ public final class DemoCommand implements Callable<Integer> {
         Path root = work.toAbsolutePath().normalize();
         System.out.printf("babai-quant demo: all-MiniLM-L6-v2 (%s), %d Brown paragraphs × %d tokens to calibrate, %d Austen"
                         + " paragraphs held out; work folder %s%n", onnx.getFileName(), calibParagraphs, rowsPerSeq, evalParagraphs, root);
-        SparkSession spark = SparkSupport.session(master, "babai-quant demo");
+        SparkSession spark = SparkSupport.session(sparkMaster.master, "babai-quant demo");
         Configuration conf = spark.sparkContext().hadoopConfiguration();
         int parallelism = spark.sparkContext().defaultParallelism();
 
@@ -180,21 +181,21 @@ public final class DemoCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** The runs of the table, budget by budget. SSQR and HPTQ get the bits per weight of the b-bit g128 checkpoint. */
+    /**
+     * The runs of the table, budget by budget: each method in its own order ({@link QuantMethod#preferredOrder}) on
+     * b-bit asymmetric groups of 128; the methods with a format of their own get the bits per weight of the b-bit g128
+     * checkpoint as their target.
+     */
     List<Run> runs(String model, String hessians, Path out) {
         List<Run> runs = new ArrayList<>();
         for (int b : bits) {
             double target = targetBits(b);
             for (String m : methods) {
-                String dir = out.resolve(m + "-" + b + "bit").toString();
-                QuantizeJob.Config c = switch (m) {
-                    case "rtn" -> lattice(model, hessians, dir, Method.RTN, b, ColumnOrder.NATURAL);
-                    case "gptq" -> lattice(model, hessians, dir, Method.GPTQ, b, ColumnOrder.ACT_ORDER);
-                    case "babai" -> lattice(model, hessians, dir, Method.BABAI, b, ColumnOrder.MIN_PIVOT);
-                    default -> new QuantizeJob.Config(model, hessians, dir, Method.GPTQ, b, GROUP_SIZE, false, false, ColumnOrder.ACT_ORDER,
-                            false, 0.01, 128, null, List.of(), null, null, 0, "auto", 0, false, m, 0.01, target);
-                };
-                runs.add(new Run(m, b, c));
+                QuantMethod method = Methods.get(m);
+                MethodSpec spec = new MethodSpec(method.name(), new QuantGrid.Spec(b, GROUP_SIZE, false, false), method.preferredOrder(),
+                        true, 0.01, 128, 6, 0.01, method.clips() ? 0 : target);
+                runs.add(new Run(method.name(), b, QuantizeJob.Config.of(model, hessians, out.resolve(method.name() + "-" + b + "bit").toString(),
+                        spec)));
             }
         }
         return runs;
@@ -203,11 +204,6 @@ public final class DemoCommand implements Callable<Integer> {
     /** Bits per weight of a b-bit, groups-of-128 GPTQ checkpoint of MiniLM's layer shapes (natural order). */
     static double targetBits(int b) {
         return BitBudget.checkpointBits(384, 384, b, GROUP_SIZE);
-    }
-
-    private static QuantizeJob.Config lattice(String model, String hessians, String out, Method method, int b, ColumnOrder order) {
-        return new QuantizeJob.Config(model, hessians, out, method, b, GROUP_SIZE, false, false, order, true, 0.01, 128, null,
-                List.of(), null, null, 0, "auto", 0, false);
     }
 
     /** Runs one stage with a live line while it runs and a permanent line with its wall time after. */

@@ -1,15 +1,16 @@
 package org.babaiquant.cli;
 
 import org.apache.hadoop.conf.Configuration;
-import org.babaiquant.spark.GptqExport;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.util.concurrent.Callable;
 
-/** {@code export}: a quantize output as a GPTQ checkpoint. */
+/** {@code export}: a quantize output as a GPTQ checkpoint or a compressed-tensors (vLLM) checkpoint. */
 @Command(name = "export", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Write a quantize output as a GPTQ checkpoint (qweight/qzeros/scales/g_idx per layer, every other tensor",
+                "copied unchanged, quantize_config.json, config.json with quantization_config) or, with --format compressed-tensors,",
+                "as vLLM's pack-quantized checkpoint (weight_packed/weight_scale/weight_zero_point/weight_shape per layer,",
                 "copied unchanged, quantize_config.json, config.json with quantization_config), then read it back and check",
                 "that every layer dequantizes exactly to the shards."})
 public final class ExportCommand implements Callable<Integer> {
@@ -22,16 +23,19 @@ public final class ExportCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "checkpoint folder (any Hadoop URI)")
     String out;
 
-    @Option(names = "--format", defaultValue = "gptq", description = "gptq (the only format yet; default: ${DEFAULT-VALUE})")
+    @Option(names = "--format", defaultValue = "gptq", description = "gptq | compressed-tensors (vLLM's native pack-quantized format, "
+            + "see docs/MOE-AND-VLLM.md); default: ${DEFAULT-VALUE}")
     String format;
+
+    @Option(names = "--g-idx", description = "compressed-tensors: declare actorder \"group\" and write weight_g_idx (default: actorder "
+            + "\"weight\" for act-order runs, no g_idx: our groups are static)")
+    boolean gIdx;
 
     @Override
     public Integer call() {
-        if (!"gptq".equals(format)) {
-            throw new IllegalArgumentException("--format " + format + " is not supported: gptq is the only export format");
-        }
-        GptqExport.Summary s = GptqExport.export(org.babaiquant.spark.HadoopConfs.fromEnvironmentAndSpark(), quantized, model, out);
-        System.out.println("exported " + GptqExport.describe(s));
+        String s = org.babaiquant.spark.Exports.export(org.babaiquant.spark.HadoopConfs.fromEnvironmentAndSpark(), format, quantized, model,
+                out, gIdx);
+        System.out.println("exported " + s);
         System.out.println("self-check passed: every layer dequantizes exactly to its shards; wrote " + out);
         return 0;
     }

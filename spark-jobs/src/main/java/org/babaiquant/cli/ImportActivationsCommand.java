@@ -2,6 +2,7 @@ package org.babaiquant.cli;
 
 import org.apache.hadoop.conf.Configuration;
 import org.babaiquant.BadInputException;
+import org.babaiquant.io.Names;
 import org.babaiquant.spark.ActivationImporter;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -46,12 +47,14 @@ public final class ImportActivationsCommand implements Callable<Integer> {
             if (eq <= 0) {
                 throw new BadInputException("--npy expects SITE=FILE.npy, got '" + spec + "'");
             }
+            Names.site(spec.substring(0, eq), "--npy"); // before anything: the name becomes a folder of --out
             Path file = Path.of(spec.substring(eq + 1));
             if (!file.toFile().isFile()) {
                 throw new BadInputException("no such file: " + file);
             }
             sources.add(new ActivationImporter.Source(spec.substring(0, eq), file, null));
         }
+        siteMap.values().forEach(site -> Names.site(site, "--site-map"));
         if (!safetensors.isEmpty() && siteMap.isEmpty()) {
             throw new BadInputException("--safetensors needs at least one --site-map REGEX=SITE");
         }

@@ -1,13 +1,14 @@
 package org.babaiquant.cli;
 
 import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.LayerReport;
-import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
-import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.core.QuantBackend;
 import org.babaiquant.io.Npy;
+import org.babaiquant.method.LayerQuantizer;
+import org.babaiquant.method.MethodSpec;
+import org.babaiquant.method.QuantResult;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -45,15 +46,15 @@ public final class Layer0DemoCommand implements Callable<Integer> {
     @Option(names = "--csv", paramLabel = "FILE", description = "also write the table as CSV")
     Path csv;
 
-    private record Variant(String label, Method method, ColumnOrder order, boolean clip) {}
+    private record Variant(String label, String method, ColumnOrder order, boolean clip) {}
 
     private static final List<Variant> VARIANTS = List.of(
-            new Variant("rtn", Method.RTN, ColumnOrder.NATURAL, true),
-            new Variant("gptq natural", Method.GPTQ, ColumnOrder.NATURAL, true),
-            new Variant("gptq act-order", Method.GPTQ, ColumnOrder.ACT_ORDER, true),
-            new Variant("gptq min-pivot", Method.GPTQ, ColumnOrder.MIN_PIVOT, true),
-            new Variant("babai (reverse)", Method.BABAI, ColumnOrder.REVERSE, true),
-            new Variant("babai no-clip", Method.BABAI, ColumnOrder.MIN_PIVOT, false));
+            new Variant("rtn", "rtn", ColumnOrder.NATURAL, true),
+            new Variant("gptq natural", "gptq", ColumnOrder.NATURAL, true),
+            new Variant("gptq act-order", "gptq", ColumnOrder.ACT_ORDER, true),
+            new Variant("gptq min-pivot", "gptq", ColumnOrder.MIN_PIVOT, true),
+            new Variant("babai (reverse)", "babai", ColumnOrder.REVERSE, true),
+            new Variant("babai no-clip", "babai", ColumnOrder.MIN_PIVOT, false));
 
     @Override
     public Integer call() {
@@ -79,17 +80,15 @@ public final class Layer0DemoCommand implements Callable<Integer> {
             double[][] xe = Npy.readMatrix(lin.eval(dir));
             for (int b : bits) {
                 for (Variant v : VARIANTS) {
-                    GptqSolver.Options opt = new GptqSolver.Options(v.method(), new QuantGrid.Spec(b, groupSize, false, false),
-                            v.order(), v.clip(), 0.01, 128, 6);
-                    QuantizedLayer q = GptqSolver.quantize(w, h, opt);
+                    MethodSpec spec = MethodSpec.grid(v.method(), new QuantGrid.Spec(b, groupSize, false, false), v.order(), v.clip(), 0.01);
+                    QuantResult q = LayerQuantizer.quantize(lin.name(), w, h, tokens.get(lin.site()), spec, QuantBackend.cpu());
+                    LayerQuantizer.evaluate(lin.name(), q, w, xe, lin.eval(dir).toString());
                     LayerReport r = q.report();
-                    r.tokens = tokens.get(lin.site());
-                    r.evalRelError = GptqSolver.relativeOutputError(xe, w, q.dequant());
                     done++;
                     ConsoleProgress.line(String.format(Locale.ROOT, "%-9s %4d  %-16s %9.5f %10.4f %7d %11.4g %8.3f %6.2f",
                             lin.name(), b, v.label(), r.evalRelError, r.lossOverBound(), r.clipped(), r.traceD,
                             r.bitsPerWeight, r.seconds));
-                    csvRows.add(String.join(",", lin.name(), String.valueOf(b), v.method().cliName, v.order().cliName,
+                    csvRows.add(String.join(",", lin.name(), String.valueOf(b), v.method(), v.order().cliName,
                             String.valueOf(v.clip()), fmt(r.evalRelError), fmt(r.loss()), fmt(r.bound()),
                             fmt(r.lossOverBound()), String.valueOf(r.clipped()), fmt(r.traceD), fmt(r.bitsPerWeight),
                             fmt(r.seconds)));

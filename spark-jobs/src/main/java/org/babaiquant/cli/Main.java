@@ -1,6 +1,9 @@
 package org.babaiquant.cli;
 
 import org.babaiquant.BadInputException;
+import org.babaiquant.spark.SparkSupport;
+import org.babaiquant.spark.StorageFailures;
+import org.babaiquant.spark.Uris;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -28,15 +31,26 @@ public final class Main implements Runnable {
         System.exit(run(args));
     }
 
-    /** Runs the CLI in-process and returns the exit status: 0 ok, 1 internal error, 2 bad input or usage. */
+    /**
+     * Runs the CLI in-process and returns the exit status (the contract in the README): 0 done; 2 bad input or usage,
+     * one line naming the file/tensor/index, nothing committed; 75 the storage endpoint is unreachable, nothing partial
+     * committed, rerun the same command; 1 an internal error (a bug: stack trace). No message printed here carries a
+     * URI's user-info.
+     */
     public static int run(String... args) {
         CommandLine cmd = new CommandLine(new Main());
         cmd.setExecutionExceptionHandler((ex, cl, parsed) -> {
+            String prefix = "babai-quant " + cl.getCommandName() + ": error: ";
+            String why = StorageFailures.unreachable(ex);
+            if (why != null) {
+                cl.getErr().println(prefix + "the storage endpoint is unreachable (" + why + "). Nothing partial was"
+                        + " committed; this failure is retryable: rerun the same command when the endpoint is back.");
+                return StorageFailures.EXIT_RETRYABLE;
+            }
             // Spark wraps failures of tasks: the user's mistake is somewhere down the cause chain
-            BadInputException bad = org.babaiquant.spark.SparkSupport.badInput(ex);
+            BadInputException bad = SparkSupport.badInput(ex);
             if (bad != null || ex instanceof IllegalArgumentException || ex instanceof UncheckedIOException) {
-                cl.getErr().println("babai-quant " + cl.getCommandName() + ": error: "
-                        + (bad != null ? bad.getMessage() : ex.getMessage()));
+                cl.getErr().println(prefix + Uris.redact(bad != null ? bad.getMessage() : ex.getMessage()));
                 return 2;
             }
             throw ex;

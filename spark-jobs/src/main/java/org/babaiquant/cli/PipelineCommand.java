@@ -12,20 +12,21 @@ import org.babaiquant.io.Fingerprint;
 import org.babaiquant.io.Names;
 import org.babaiquant.spark.HadoopCommit;
 import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
+import org.babaiquant.method.MethodSpec;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
 import org.babaiquant.onnx.ActivationCapture;
 import org.babaiquant.onnx.BundledMiniLm;
 import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.ActivationLayout;
-import org.babaiquant.spark.GptqExport;
 import org.babaiquant.spark.HadoopConfs;
 import org.babaiquant.spark.HessianJob;
 import org.babaiquant.spark.QuantizeJob;
 import org.babaiquant.spark.QuantizedLayout;
 import org.babaiquant.spark.SparkSupport;
+import org.babaiquant.spark.StorageFailures;
+import org.babaiquant.spark.Uris;
 import org.yaml.snakeyaml.DumperOptions;
 import org.yaml.snakeyaml.LoaderOptions;
 import org.yaml.snakeyaml.Yaml;
@@ -36,10 +37,6 @@ import picocli.CommandLine.Option;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.net.ConnectException;
-import java.net.NoRouteToHostException;
-import java.net.SocketTimeoutException;
-import java.net.UnknownHostException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.util.ArrayList;
@@ -65,8 +62,8 @@ import java.util.regex.Pattern;
                 "Each stage skips work already done, so a rerun after a failure finishes the job. Exit status 75 means the",
                 "storage endpoint was unreachable: nothing partial was committed, retry the same command."})
 public final class PipelineCommand implements Callable<Integer> {
-    /** sysexits.h EX_TEMPFAIL: a temporary failure, the caller (Airflow, a shell loop) should retry. */
-    public static final int EXIT_RETRYABLE = 75;
+    /** sysexits.h EX_TEMPFAIL: a temporary failure, the caller (Airflow, a shell loop) should retry (every command). */
+    public static final int EXIT_RETRYABLE = StorageFailures.EXIT_RETRYABLE;
     /** {@code model: bundled-minilm}: the all-MiniLM-L6-v2 ONNX file from the Maven artifact. */
     static final String BUNDLED_MINILM = "bundled-minilm";
     static final List<String> ALL_STAGES = List.of("capture", "import", "hessian", "quantize", "report", "export");
@@ -90,7 +87,7 @@ public final class PipelineCommand implements Callable<Integer> {
     public Integer call() {
         Plan plan = Plan.load(config, sets, stages, master);
         if (dryRun) {
-            System.out.print(plan.describe());
+            System.out.print(Uris.redact(plan.describe()));
             return 0;
         }
         String stage = "config";
@@ -124,7 +121,7 @@ public final class PipelineCommand implements Callable<Integer> {
             }
             return 0;
         } catch (RuntimeException e) {
-            String why = unreachable(e);
+            String why = StorageFailures.unreachable(e);
             if (why == null) {
                 throw e;
             }
@@ -141,31 +138,6 @@ public final class PipelineCommand implements Callable<Integer> {
                 }
             }
         }
-    }
-
-    /**
-     * Why a failure means the storage endpoint could not be reached (a short cause), or null when it is something
-     * else. Looks through the cause chain and through the text of Spark's task-failure messages (which carry the
-     * executor's exception as a string).
-     */
-    public static String unreachable(Throwable t) {
-        Pattern text = Pattern.compile("(Connection refused|ConnectException[^\\n]*|Unable to execute HTTP request[^\\n]*"
-                + "|UnknownHostException[^\\n]*|connect timed out|NoRouteToHostException[^\\n]*|Connection reset)");
-        for (Throwable c = t; c != null; c = c.getCause()) {
-            if (c instanceof ConnectException || c instanceof NoRouteToHostException || c instanceof UnknownHostException
-                    || (c instanceof SocketTimeoutException && String.valueOf(c.getMessage()).contains("connect"))) {
-                return c.getClass().getSimpleName() + ": " + c.getMessage();
-            }
-            Matcher m = text.matcher(String.valueOf(c.getMessage()));
-            if (m.find()) {
-                String hit = m.group(1);
-                return hit.length() > 200 ? hit.substring(0, 200) + "…" : hit;
-            }
-            if (c.getCause() == c) {
-                break;
-            }
-        }
-        return null;
     }
 
     // ---------------------------------------------------------------- stages
@@ -278,21 +250,19 @@ public final class PipelineCommand implements Callable<Integer> {
         if (fps.isEmpty()) {
             throw new BadInputException("nothing to export: no committed layer under " + plan.quantizeOut + "/reports");
         }
-        String fp = sha256("babai-export v1|" + plan.exportFormat + "|" + plan.modelUri + "|" + plan.exportOut + "|" + fps);
+        String fp = sha256("babai-export v1|" + plan.exportFormat + (plan.exportGIdx ? "+g_idx" : "") + "|" + plan.modelUri + "|" + plan.exportOut + "|" + fps);
         Path record = new Path(plan.quantizeOut, "_exported.sha256");
         try {
             FileSystem fs = record.getFileSystem(conf);
             if (fs.exists(record) && readString(fs, record).trim().equals(fp)
-                    && fs.exists(new Path(plan.exportOut, "quantize_config.json"))) {
+                    && fs.exists(new Path(plan.exportOut, org.babaiquant.spark.Exports.completeMarker(plan.exportFormat)))) {
                 System.out.println("export " + plan.exportOut + ": up to date (" + fps.size() + " layers), skipped");
                 return;
             }
             fs.delete(record, false);
-            if (!"gptq".equals(plan.exportFormat)) {
-                throw new BadInputException("export.format " + plan.exportFormat + " is not supported: gptq is the only export format");
-            }
-            GptqExport.Summary s = GptqExport.export(conf, plan.quantizeOut, plan.modelUri, plan.exportOut);
-            System.out.println("exported " + GptqExport.describe(s) + "; self-check passed; wrote " + plan.exportOut);
+            String s = org.babaiquant.spark.Exports.export(conf, plan.exportFormat, plan.quantizeOut, plan.modelUri, plan.exportOut,
+                    plan.exportGIdx);
+            System.out.println("exported " + s + "; self-check passed; wrote " + plan.exportOut);
             try (FSDataOutputStream o = fs.create(record, true)) {
                 o.write((fp + "\n").getBytes(StandardCharsets.UTF_8));
             }
@@ -388,6 +358,7 @@ public final class PipelineCommand implements Callable<Integer> {
         Map<String, Object> quantize;
         String exportOut;
         String exportFormat;
+        boolean exportGIdx;
         private Map<String, Object> resolved;
 
         static Plan load(java.nio.file.Path file, List<String> sets, List<String> stagesOverride, String masterOverride) {
@@ -550,13 +521,17 @@ public final class PipelineCommand implements Callable<Integer> {
             hessianForce = he.bool("force", false);
 
             Section q = top.section("quantize", Set.of("out", "method", "bits", "groupSize", "sym", "mse", "order", "clip", "damp",
-                    "blockSize", "layers", "map", "mapFile", "evalActivations", "evalTokens", "backend", "force"));
+                    "blockSize", "layers", "map", "mapFile", "evalActivations", "evalTokens", "backend", "force", "starved"));
             quantizeOut = q.str("out", work == null ? null : work + "/quantized");
             quantize = q.values;
             top.section("report", Set.of());
-            Section ex = top.section("export", Set.of("out", "format"));
+            Section ex = top.section("export", Set.of("out", "format", "gIdx"));
             exportOut = ex.str("out", work == null ? null : work + "/gptq");
             exportFormat = ex.str("format", "gptq");
+            exportGIdx = ex.bool("gIdx", false);
+            if (!org.babaiquant.spark.Exports.FORMATS.contains(exportFormat)) {
+                throw new BadInputException(file + ": export.format must be one of " + org.babaiquant.spark.Exports.FORMATS + ", got " + exportFormat);
+            }
 
             for (String s : stages) {
                 switch (s) {
@@ -676,16 +651,18 @@ public final class PipelineCommand implements Callable<Integer> {
                 throw new BadInputException("quantize.backend must be auto, cpu or cuda, got " + backend);
             }
             String evalActivations = q.str("evalActivations", evalOut);
-            return new QuantizeJob.Config(modelUri, hessianOut, quantizeOut, Method.parse(q.str("method", "gptq")), bits, groupSize,
-                    q.bool("sym", false), q.bool("mse", false), ColumnOrder.parse(q.str("order", "act-order")), q.bool("clip", true),
-                    q.dbl("damp", 0.01), q.integer("blockSize", 128), q.str("layers", null), q.strList("map", List.of()),
-                    q.str("mapFile", null), evalActivations, q.integer("evalTokens", 2048), backend, 0, q.bool("force", false));
+            MethodSpec spec = new MethodSpec(q.str("method", "gptq"), new QuantGrid.Spec(bits, groupSize, q.bool("sym", false),
+                    q.bool("mse", false)), ColumnOrder.parse(q.str("order", "act-order")), q.bool("clip", true), q.dbl("damp", 0.01),
+                    q.integer("blockSize", 128), 6, 0.01, 0);
+            return new QuantizeJob.Config(modelUri, hessianOut, quantizeOut, spec, q.str("layers", null), q.strList("map", List.of()),
+                    q.str("mapFile", null), evalActivations, q.integer("evalTokens", 2048), backend, 0, q.bool("force", false),
+                    org.babaiquant.core.StarvedExperts.Rule.parse(q.str("starved", "damp")));
         }
 
         String describe() {
             DumperOptions o = new DumperOptions();
             o.setDefaultFlowStyle(DumperOptions.FlowStyle.BLOCK);
-            StringBuilder sb = new StringBuilder("# resolved pipeline config\n").append(new Yaml(o).dump(resolved));
+            StringBuilder sb = new StringBuilder("# resolved pipeline config\n").append(new Yaml(o).dump(redacted(resolved)));
             sb.append("# stages: ").append(String.join(" → ", stages)).append('\n');
             for (String s : stages) {
                 sb.append("# ").append(switch (s) {
@@ -695,7 +672,7 @@ public final class PipelineCommand implements Callable<Integer> {
                     case "capture" -> "capture " + (captureOnnx == null ? "the bundled all-MiniLM-L6-v2" : captureOnnx) + " on "
                             + captureText + " → " + captureOut + " (existing activations: " + captureIfExists + ")";
                     case "hessian" -> "hessian " + activations() + " → " + hessianOut;
-                    case "quantize" -> "quantize " + modelUri + " with " + quantizeConfig().method().cliName + " → " + quantizeOut;
+                    case "quantize" -> "quantize " + modelUri + " with " + quantizeConfig().methodName() + " → " + quantizeOut;
                     case "report" -> "report " + quantizeOut;
                     case "export" -> "export " + quantizeOut + " → " + exportOut + " (" + exportFormat + ")";
                     default -> s;
@@ -711,6 +688,19 @@ public final class PipelineCommand implements Callable<Integer> {
             }
             return sb.toString();
         }
+    }
+
+    /** The config as it may be printed: values of sensitive keys ({@link HadoopConfs#sensitive}) replaced, at any depth. */
+    static Object redacted(Object v) {
+        if (v instanceof Map<?, ?> m) {
+            Map<Object, Object> out = new LinkedHashMap<>();
+            m.forEach((k, x) -> out.put(k, HadoopConfs.sensitive(String.valueOf(k)) ? "<redacted>" : redacted(x)));
+            return out;
+        }
+        if (v instanceof List<?> l) {
+            return l.stream().map(PipelineCommand::redacted).toList();
+        }
+        return v;
     }
 
     /** A mapping of the config with typed getters; unknown keys are an error (a typo must not be silently ignored). */

@@ -1,14 +1,11 @@
 package org.babaiquant.cli;
 
 import org.apache.spark.sql.SparkSession;
-import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.GptqSolver;
-import org.babaiquant.core.Method;
-import org.babaiquant.core.QuantGrid;
 import org.babaiquant.spark.QuantizeJob;
 import org.babaiquant.spark.SparkSupport;
-import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.util.ArrayList;
@@ -36,46 +33,8 @@ public final class QuantizeCommand implements Callable<Integer> {
             description = "print the plan of a known architecture without a model: llama-7b, llama-70b (with --executors)")
     String planLayout;
 
-    @Option(names = "--method", defaultValue = "gptq", description = "gptq | babai | rtn | ssqr | hptq | hrtn (default: ${DEFAULT-VALUE})")
-    String method;
-
-    @Option(names = "--outlier-rate", defaultValue = "0.01", description = "ssqr: target outlier density (default: ${DEFAULT-VALUE})")
-    double outlierRate;
-
-    @Option(names = "--target-bits", defaultValue = "0", description = "hptq/hrtn: target bits per weight incl. tables, e.g. 3.125; ssqr: when set, inlier bits, group size and outlier rate per layer to fill it (then --bits, --group-size, --outlier-rate are ignored)")
-    double targetBits;
-
-    @Option(names = "--bits", defaultValue = "4", description = "(default: ${DEFAULT-VALUE})")
-    int bits;
-
-    @Option(names = "--group-size", defaultValue = "128", description = "(default: ${DEFAULT-VALUE}; -1 = per row)")
-    int groupSize;
-
-    @ArgGroup(exclusive = true)
-    Symmetry symmetry;
-
-    static final class Symmetry {
-        @Option(names = "--sym", description = "symmetric grid")
-        boolean sym;
-
-        @Option(names = "--asym", description = "asymmetric grid (default)")
-        boolean asym;
-    }
-
-    @Option(names = "--mse", description = "MSE shrink search of the group ranges")
-    boolean mse;
-
-    @Option(names = "--order", defaultValue = "act-order", description = "natural | reverse | act-order | min-pivot (default: ${DEFAULT-VALUE})")
-    String order;
-
-    @Option(names = "--no-clip", description = "keep codes outside [0, maxq] (stored unpacked as int32)")
-    boolean noClip;
-
-    @Option(names = "--damp", defaultValue = "0.01", description = "(default: ${DEFAULT-VALUE})")
-    double damp;
-
-    @Option(names = "--block-size", defaultValue = "128", description = "(default: ${DEFAULT-VALUE})")
-    int blockSize;
+    @Mixin
+    MethodOptions method = new MethodOptions();
 
     @Option(names = "--layers", paramLabel = "REGEX", description = "only tensors whose name matches (default: every mapped tensor)")
     String layers;
@@ -92,12 +51,16 @@ public final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--eval-tokens", defaultValue = "2048", description = "held-out tokens per site (default: ${DEFAULT-VALUE})")
     int evalTokens;
 
-    @Option(names = "--backend", defaultValue = "auto", description = "auto | cpu | cuda: where each layer's solver runs; auto takes the task's GPU when "
-            + "the CUDA backend can run there, else the CPU (default: ${DEFAULT-VALUE})")
-    String backend;
+    @Option(names = "--starved", defaultValue = "damp", paramLabel = "damp|rtn", description = "mixture-of-experts experts that saw fewer "
+            + "tokens than they have inputs: escalated damping max(damp, (n − t)/t), or round to nearest (an expert with no token runs "
+            + "on H = I either way; see docs/MOE-AND-VLLM.md); default: ${DEFAULT-VALUE}")
+    String starved;
 
-    @Option(names = "--master", paramLabel = "URL", description = "Spark master when not under spark-submit (default: local[*])")
-    String master;
+    @Mixin
+    BackendOption backend = new BackendOption();
+
+    @Mixin
+    SparkMasterOption sparkMaster = new SparkMasterOption();
 
     @Option(names = "--plan", description = "print each layer's cost and memory and an estimated wall time, then exit")
     boolean plan;
@@ -138,14 +101,8 @@ public final class QuantizeCommand implements Callable<Integer> {
         if (model == null || hessians == null || out == null) {
             throw new IllegalArgumentException("--model, --hessians and --out are required (only --plan-layout works without them)");
         }
-        if (!List.of("auto", "cpu", "cuda").contains(backend)) {
-            throw new IllegalArgumentException("--backend must be auto, cpu or cuda, got " + backend);
-        }
-        new QuantGrid.Spec(bits, groupSize, false, false); // validates early
-        boolean nonClip = List.of("ssqr", "hptq", "hrtn").contains(method);
-        return new QuantizeJob.Config(model, hessians, out, nonClip ? Method.GPTQ : Method.parse(method), bits, groupSize,
-                symmetry != null && symmetry.sym, mse, ColumnOrder.parse(order), !noClip && !nonClip, damp, blockSize, layers, map,
-                mapFile, evalActivations, evalTokens, backend, 0, force, nonClip ? method : "lattice", outlierRate, targetBits);
+        return new QuantizeJob.Config(model, hessians, out, method.spec(MethodOptions.QUANTIZE), layers, map, mapFile, evalActivations,
+                evalTokens, backend.backend, 0, force, org.babaiquant.core.StarvedExperts.Rule.parse(starved));
     }
 
     @Override
@@ -156,8 +113,8 @@ public final class QuantizeCommand implements Callable<Integer> {
             return 0;
         }
         QuantizeJob.Config cfg = config();
-        SparkSession spark = SparkSupport.session(master, "babai-quant quantize");
-        if ("auto".equals(backend)) {
+        SparkSession spark = SparkSupport.session(sparkMaster.master, "babai-quant quantize");
+        if ("auto".equals(backend.backend)) {
             // executors choose for themselves (their GPUs); this is what the driver's JVM would choose
             System.err.println("[quantize] backend auto: chosen per task; here: "
                     + org.babaiquant.core.QuantBackend.select("auto").description());

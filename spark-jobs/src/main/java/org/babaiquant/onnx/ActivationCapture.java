@@ -1,5 +1,6 @@
 package org.babaiquant.onnx;
 
+import org.babaiquant.io.OnnxModel;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;

@@ -1,5 +1,6 @@
 package org.babaiquant.onnx;
 
+import org.babaiquant.io.OnnxModel;
 import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OnnxValue;
 import ai.onnxruntime.OrtEnvironment;

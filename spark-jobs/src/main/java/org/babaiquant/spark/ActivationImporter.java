@@ -55,8 +55,9 @@ public final class ActivationImporter {
             Pattern p = Pattern.compile(rule.getKey());
             int matched = 0;
             for (String name : tensors.keySet()) {
-                if (p.matcher(name).matches()) {
-                    out.add(new Source(rule.getValue(), file, name));
+                java.util.regex.Matcher m = p.matcher(name);
+                if (m.matches()) { // SITE may use the regex's groups ($1): one rule imports every expert's tensor
+                    out.add(new Source(m.replaceFirst(rule.getValue()), file, name));
                     matched++;
                 }
             }

@@ -10,13 +10,9 @@ import org.apache.parquet.example.data.Group;
 import org.apache.parquet.example.data.simple.SimpleGroupFactory;
 import org.apache.parquet.example.data.simple.convert.GroupRecordConverter;
 import org.apache.parquet.hadoop.ParquetFileReader;
-import org.apache.parquet.hadoop.ParquetFileWriter;
 import org.apache.parquet.hadoop.ParquetWriter;
-import org.apache.parquet.hadoop.example.ExampleParquetWriter;
 import org.apache.parquet.hadoop.metadata.BlockMetaData;
-import org.apache.parquet.hadoop.metadata.CompressionCodecName;
 import org.apache.parquet.hadoop.util.HadoopInputFile;
-import org.apache.parquet.hadoop.util.HadoopOutputFile;
 import org.apache.parquet.io.ColumnIOFactory;
 import org.apache.parquet.io.RecordReader;
 import org.apache.parquet.io.api.Binary;
@@ -127,14 +123,9 @@ public final class ActivationLayout {
             this.source = source;
             this.dim = dim;
             this.dtype = dtype;
-            this.writer = ExampleParquetWriter.builder(HadoopOutputFile.fromPath(file, conf))
-                    .withType(SCHEMA)
-                    .withConf(conf)
-                    .withCompressionCodec(CompressionCodecName.SNAPPY)
-                    .withWriteMode(ParquetFileWriter.Mode.CREATE)
-                    .withExtraMetaData(Map.of("babai.format", "activations", "babai.version", String.valueOf(VERSION),
-                            "babai.site", site, "babai.dim", String.valueOf(dim), "babai.dtype", dtype))
-                    .build();
+            this.writer = ParquetFiles.writer(conf, file, SCHEMA, Map.of("babai.format", "activations",
+                    "babai.version", String.valueOf(VERSION), "babai.site", site, "babai.dim", String.valueOf(dim),
+                    "babai.dtype", dtype));
         }
 
         public void write(long seq, long sampleId, int rows, byte[] data) throws IOException {

@@ -8,6 +8,8 @@ import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.GptqPacking;
+import org.babaiquant.core.Json;
+import org.babaiquant.method.Methods;
 import org.babaiquant.io.SafeTensors;
 
 import java.io.IOException;
@@ -73,9 +75,9 @@ public final class GptqExport {
         QuantizedLayout.readAll(conf, quantized, "reports", g -> {
             String name = g.getString("layer", 0);
             String m = g.getString("method", 0);
-            if (m.equals("ssqr") || m.equals("hptq") || m.equals("hrtn")) {
-                throw new BadInputException("layer " + name + " is " + m + ": only gptq, babai and rtn outputs can be exported in the "
-                        + "GPTQ format (" + m + " keeps its own binary format in the shards' payload column)");
+            if (!Methods.get(m).clips()) {
+                throw new BadInputException("layer " + name + " is " + m + ": only " + Methods.sentence(Methods.gridMethods(), "and")
+                        + " outputs can be exported in the GPTQ format (" + m + " keeps its own binary format in the shards' payload column)");
             }
             if (!g.getBoolean("clip", 0)) {
                 throw new BadInputException("layer " + name + " was quantized with --no-clip: its codes fall outside [0, 2^bits−1] and "
@@ -92,17 +94,16 @@ public final class GptqExport {
         int bits = any.bits();
         int gs = any.groupSize();
         boolean sym = Boolean.parseBoolean(run[2]);
-        if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
-            throw new BadInputException(bits + "-bit codes cannot be stored in the GPTQ format (2, 3, 4 or 8 bits)");
+        if (!GptqPacking.packableBits(bits)) {
+            throw new BadInputException(GptqPacking.checkpointProblem(0, 0, bits));
         }
         for (QuantizedLayout.LayerShards l : layers.values()) {
             if (l.bits() != bits || l.groupSize() != gs) {
                 throw new BadInputException("layers quantized with different bits/group sizes cannot share one GPTQ checkpoint");
             }
-            int per = bits == 3 ? 32 : 32 / bits;
-            if (l.cols() % per != 0 || l.rows() % per != 0) {
-                throw new BadInputException(l.layer() + " is [" + l.rows() + ", " + l.cols() + "]: GPTQ packing needs both dimensions"
-                        + " to be multiples of " + per + " at " + bits + " bits");
+            String problem = GptqPacking.checkpointProblem(l.rows(), l.cols(), bits);
+            if (problem != null) {
+                throw new BadInputException(l.layer() + " is [" + l.rows() + ", " + l.cols() + "]: " + problem);
             }
         }
         String format = sym ? "gptq" : "gptq_v2";
@@ -148,12 +149,10 @@ public final class GptqExport {
             write(fs, new Path(tmp, "quantize_config.json"), qcfg);
             write(fs, new Path(tmp, "config.json"), configJson(conf, modelUri, qcfg));
             if (model.shards().size() > 1) {
-                StringBuilder idx = new StringBuilder("{\n  \"metadata\": {\"quantized_by\": \"babai-quant\"},\n  \"weight_map\": {\n");
-                int i = 0;
-                for (Map.Entry<String, String> e : weightMap.entrySet()) {
-                    idx.append(String.format("    \"%s\": \"%s\"%s%n", e.getKey(), e.getValue(), ++i < weightMap.size() ? "," : ""));
-                }
-                write(fs, new Path(tmp, ModelWeights.INDEX_FILE), idx.append("  }\n}\n").toString());
+                Map<String, Object> idx = new LinkedHashMap<>();
+                idx.put("metadata", Map.of("quantized_by", "babai-quant"));
+                idx.put("weight_map", weightMap);
+                write(fs, new Path(tmp, ModelWeights.INDEX_FILE), Json.write(idx));
             }
             selfCheck(conf, tmp.toString(), layers, v1);
             fs.mkdirs(out);
@@ -195,7 +194,7 @@ public final class GptqExport {
         return t;
     }
 
-    private static byte[] ints(int[][] m) {
+    static byte[] ints(int[][] m) {
         ByteBuffer b = ByteBuffer.allocate(4 * m.length * m[0].length).order(ByteOrder.LITTLE_ENDIAN);
         for (int[] row : m) {
             for (int v : row) {
@@ -205,7 +204,7 @@ public final class GptqExport {
         return b.array();
     }
 
-    private static int[][] readInts(byte[] raw, int rows, int cols) {
+    static int[][] readInts(byte[] raw, int rows, int cols) {
         ByteBuffer b = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN);
         int[][] m = new int[rows][cols];
         for (int[] row : m) {
@@ -260,16 +259,34 @@ public final class GptqExport {
             clipped += (long) v[2];
             damp = Math.max(damp, v[3]);
         }
-        return String.format(Locale.ROOT, "{\n  \"bits\": %d,\n  \"group_size\": %d,\n  \"desc_act\": false,\n  \"sym\": %b,\n"
-                        + "  \"static_groups\": true,\n  \"true_sequential\": false,\n  \"damp_percent\": %s,\n  \"quant_method\": \"gptq\",\n"
-                        + "  \"checkpoint_format\": \"%s\",\n  \"meta\": {\n    \"quantizer\": [\"babai-quant:0.1.0-SNAPSHOT\"],\n"
-                        + "    \"method\": \"%s\",\n    \"order\": \"%s\",\n    \"damping_max\": %s,\n"
-                        + "    \"bound_summary\": {\"layers\": %d, \"loss\": %s, \"bound\": %s, \"loss_over_bound\": %s, \"clipped\": %d}\n  }\n}\n",
-                bits, gs, sym, damp, format, run[0], run[1], damp, bound.size(), loss, b, loss / b, clipped);
+        Map<String, Object> summary = new LinkedHashMap<>();
+        summary.put("layers", bound.size());
+        summary.put("loss", loss);
+        summary.put("bound", b);
+        summary.put("loss_over_bound", loss / b);
+        summary.put("clipped", clipped);
+        Map<String, Object> meta = new LinkedHashMap<>();
+        meta.put("quantizer", List.of("babai-quant:0.1.0-SNAPSHOT"));
+        meta.put("method", run[0]);
+        meta.put("order", run[1]);
+        meta.put("damping_max", damp);
+        meta.put("bound_summary", summary);
+        Map<String, Object> q = new LinkedHashMap<>();
+        q.put("bits", bits);
+        q.put("group_size", gs);
+        q.put("desc_act", false);
+        q.put("sym", sym);
+        q.put("static_groups", true);
+        q.put("true_sequential", false);
+        q.put("damp_percent", damp);
+        q.put("quant_method", "gptq");
+        q.put("checkpoint_format", format);
+        q.put("meta", meta);
+        return Json.write(q);
     }
 
     /** The model's config.json (next to the weights) with quantization_config added, or a minimal one. */
-    private static String configJson(Configuration conf, String modelUri, String qcfg) throws IOException {
+    static String configJson(Configuration conf, String modelUri, String qcfg) throws IOException {
         Path m = new Path(modelUri);
         FileSystem fs = m.getFileSystem(conf);
         Path dir = fs.getFileStatus(m).isDirectory() ? m : m.getParent();
@@ -293,7 +310,7 @@ public final class GptqExport {
         return text.substring(0, brace + 1) + "\n  \"quantization_config\": " + inner + (empty ? "\n" : ",") + text.substring(brace + 1);
     }
 
-    private static void write(FileSystem fs, Path p, String text) throws IOException {
+    static void write(FileSystem fs, Path p, String text) throws IOException {
         try (FSDataOutputStream o = fs.create(p, false)) {
             o.write(text.getBytes(StandardCharsets.UTF_8));
         }

@@ -1,5 +1,6 @@
 package org.babaiquant.spark;
 
+import org.apache.hadoop.conf.ConfigRedactor;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
 
@@ -41,7 +42,15 @@ public final class HadoopConfs {
     /** Environment variable naming a Hadoop settings file. */
     public static final String FILE_ENV = "BABAI_HADOOP_CONF";
     private static final String SPARK_PREFIX = "spark.hadoop.";
-    private static final Pattern SENSITIVE = Pattern.compile("(?i).*(secret|password|passwd|token|session|\\.key$|encryption|signature).*");
+    /**
+     * Keys whose values are never printed: any key with a segment {@code key} ({@code fs.s3a.secret.key},
+     * {@code fs.azure.account.key.ACCOUNT.blob.core.windows.net}), or containing secret, password, passwd, token,
+     * credential, session, signature or encryption; and whatever Hadoop's own {@code hadoop.security.sensitive-config-keys}
+     * list names ({@link ConfigRedactor}).
+     */
+    private static final Pattern SENSITIVE = Pattern.compile(
+            "(?i)(.*(secret|password|passwd|token|credential|session|signature|encryption).*|(.*\\.)?key(\\..*)?)");
+    private static final ConfigRedactor HADOOP_REDACTOR = new ConfigRedactor(new Configuration(false));
 
     private HadoopConfs() {}
 
@@ -108,7 +117,15 @@ public final class HadoopConfs {
 
     /** The value to show for a key: sensitive keys never show their value. */
     public static String redact(String key, String value) {
-        return SENSITIVE.matcher(key).matches() ? "<redacted>" : value;
+        if (SENSITIVE.matcher(key).matches() || !java.util.Objects.equals(HADOOP_REDACTOR.redact(key, value), value)) {
+            return "<redacted>";
+        }
+        return Uris.redact(value);
+    }
+
+    /** Whether a key's value must never be printed. */
+    public static boolean sensitive(String key) {
+        return "<redacted>".equals(redact(key, "x"));
     }
 
     private static Map<String, String> load(Path file) {

@@ -43,7 +43,9 @@ import java.util.Map;
  *       data binary (rows × cols float64, little-endian, row-major: H[block_row·B + i][block_col·B + j]),
  *       fingerprint string (SHA-256 of inputs + config), format_version int32
  * </pre>
- * Diagonal blocks are stored whole (symmetric). The fingerprint hashes the config (format version, slice size, block
+ * Diagonal blocks are stored whole (symmetric). A site whose inputs hold no token (a mixture-of-experts expert no
+ * calibration token was routed to) is committed with {@code tokens: 0} and no Parquet file: H = 0 of size dim.
+ * The fingerprint hashes the config (format version, slice size, block
  * size, normalisation) and, per input file in canonical order, its name, row count, d, dtype and the bytes of its
  * Parquet footer (which records every column chunk's size, offsets and statistics): a content fingerprint that does
  * not read the data.

@@ -160,6 +160,15 @@ public final class HessianJob {
                 results.add(new Result(p.site(), p.dim(), m.tokens(), 0, true, p.fingerprint()));
                 progress.accept(String.format(Locale.ROOT, "site %s: up to date (fingerprint %s), skipped", p.site(),
                         p.fingerprint().substring(0, 16)));
+            } else if (p.tiles() == 0 && p.dim() > 0) {
+                // files that hold no token (an expert no calibration token was routed to): committed as H = 0, tokens 0,
+                // so that quantize applies its starved-expert rule instead of finding no Hessian
+                try (HadoopCommit c = HadoopCommit.folder(spark.sparkContext().hadoopConfiguration(),
+                        HessianArtifact.siteDir(cfg.out(), p.site()), Commit.IfExists.REPLACE, Commit.SUCCESS)) {
+                    commit(c, new Written(p.site(), 0, c.temp().toString()), cfg, p);
+                }
+                results.add(new Result(p.site(), p.dim(), 0, 0, false, p.fingerprint()));
+                progress.accept("site " + p.site() + ": d=" + p.dim() + ", 0 tokens: committed as an empty Hessian (H = 0)");
             } else if (p.tiles() == 0) {
                 empty++;
                 progress.accept("WARNING: site " + p.site() + " has no tiles; no Hessian written");

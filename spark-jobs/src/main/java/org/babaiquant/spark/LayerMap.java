@@ -19,7 +19,8 @@ import java.util.regex.Pattern;
 /**
  * Which weight tensors to quantize and which Hessian input site feeds each: ordered regex rules, first match wins.
  * Command-line rules ({@code --map}) come first, then a rules file ({@code --map-file}), then the built-in defaults
- * for Llama/Mistral/Qwen-style and BERT/MiniLM names ({@code default-layer-map.txt}).
+ * for Llama/Mistral/Qwen-style, mixture-of-experts (Mixtral, Qwen-MoE, DeepSeek: one site per expert) and BERT/MiniLM
+ * names ({@code default-layer-map.txt}).
  */
 public final class LayerMap implements Serializable {
     /** One rule; {@code site} may use the regex's groups as {@code $1}. */

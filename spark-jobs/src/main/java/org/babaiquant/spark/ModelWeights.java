@@ -10,7 +10,7 @@ import org.apache.hadoop.util.functional.FutureIO;
 import org.babaiquant.BadInputException;
 import org.babaiquant.io.ByteSource;
 import org.babaiquant.io.SafeTensors;
-import org.babaiquant.onnx.OnnxModel;
+import org.babaiquant.io.OnnxModel;
 
 import java.io.EOFException;
 import java.io.FileNotFoundException;

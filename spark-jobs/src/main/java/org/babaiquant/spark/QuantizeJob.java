@@ -1,42 +1,38 @@
 package org.babaiquant.spark;
 
-import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.apache.parquet.example.data.Group;
-import org.apache.parquet.io.api.Binary;
+import org.apache.parquet.schema.MessageType;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.scheduler.SparkListener;
 import org.apache.spark.scheduler.SparkListenerTaskEnd;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.BadInputException;
-import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.GptqPacking;
-import org.babaiquant.core.GptqSolver;
+import org.babaiquant.core.Json;
 import org.babaiquant.core.LayerReport;
-import org.babaiquant.core.Method;
-import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.BackendException;
 import org.babaiquant.core.QuantBackend;
-import org.babaiquant.core.QuantizedLayer;
-import org.babaiquant.gpu.CudaException;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.StarvedExperts;
+import org.babaiquant.io.Commit;
+import org.babaiquant.io.Fingerprint;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.method.EncodedMethod;
+import org.babaiquant.method.LatticeMethod;
+import org.babaiquant.method.LayerQuantizer;
+import org.babaiquant.method.MethodSpec;
+import org.babaiquant.method.QuantResult;
 
 import java.io.IOException;
 import java.io.Serializable;
-import java.io.UncheckedIOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.HexFormat;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.UUID;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
 
@@ -51,41 +47,62 @@ public final class QuantizeJob {
 
     private QuantizeJob() {}
 
-    /** The run's parameters (serialised to executors, recorded in every shard footer). */
-    public record Config(String model, String hessians, String out, Method method, int bits, int groupSize, boolean sym,
-                         boolean mse, ColumnOrder order, boolean clip, double damp, int blockSize, String layers,
-                         List<String> map, String mapFile, String evalActivations, int evalTokens, String backend,
-                         int partitions, boolean force, String scheme, double outlierRate, double targetBits)
+    /**
+     * The run: what to quantize and where ({@code spec}: how, validated once by the caller); serialised to executors,
+     * its {@link #paramsJson()} recorded in every shard footer and fingerprint.
+     */
+    public record Config(String model, String hessians, String out, MethodSpec spec, String layers, List<String> map,
+                         String mapFile, String evalActivations, int evalTokens, String backend, int partitions, boolean force,
+                         StarvedExperts.Rule starved)
             implements Serializable {
-        /** The lattice methods (gptq | babai | rtn): {@code scheme} "lattice". */
-        public Config(String model, String hessians, String out, Method method, int bits, int groupSize, boolean sym,
-                      boolean mse, ColumnOrder order, boolean clip, double damp, int blockSize, String layers,
-                      List<String> map, String mapFile, String evalActivations, int evalTokens, String backend,
-                      int partitions, boolean force) {
-            this(model, hessians, out, method, bits, groupSize, sym, mse, order, clip, damp, blockSize, layers, map, mapFile,
-                    evalActivations, evalTokens, backend, partitions, force, "lattice", 0.01, 0);
+        public Config {
+            if (!List.of("auto", "cpu", "cuda").contains(backend)) {
+                throw new IllegalArgumentException("--backend must be auto, cpu or cuda, got " + backend);
+            }
+            if (starved == StarvedExperts.Rule.RTN && spec.quantMethod() instanceof EncodedMethod) {
+                throw new IllegalArgumentException("--starved rtn needs a grid method (rtn, gptq, babai), not " + spec.method());
+            }
         }
 
-        public Config {
-            if (!List.of("lattice", "ssqr", "hptq", "hrtn").contains(scheme)) {
-                throw new IllegalArgumentException("scheme must be lattice, ssqr, hptq or hrtn, got " + scheme);
-            }
-            if ((scheme.equals("hptq") || scheme.equals("hrtn")) && !(targetBits > 1)) {
-                throw new IllegalArgumentException(scheme + " needs --target-bits > 1, got " + targetBits);
-            }
+        /** With the default starved-expert rule ({@code damp}, see {@link StarvedExperts}). */
+        public Config(String model, String hessians, String out, MethodSpec spec, String layers, List<String> map, String mapFile,
+                      String evalActivations, int evalTokens, String backend, int partitions, boolean force) {
+            this(model, hessians, out, spec, layers, map, mapFile, evalActivations, evalTokens, backend, partitions, force,
+                    StarvedExperts.Rule.DAMP);
+        }
+
+        /** Every layer of {@code model} with the default layer map, no held-out evaluation, backend auto. */
+        public static Config of(String model, String hessians, String out, MethodSpec spec) {
+            return new Config(model, hessians, out, spec, null, List.of(), null, null, 0, "auto", 0, false);
         }
 
         /** The method's name as users see it (gptq, babai, rtn, ssqr, hptq, hrtn). */
         public String methodName() {
-            return scheme.equals("lattice") ? method.cliName : scheme;
+            return spec.method();
         }
 
+        /** The run's parameters as one JSON line (footer {@code babai.params}, part of every layer's fingerprint). */
         String paramsJson() {
-            return String.format(Locale.ROOT, "{\"method\": \"%s\", \"bits\": %d, \"group_size\": %d, \"sym\": %b, \"mse\": %b, "
-                            + "\"order\": \"%s\", \"clip\": %b, \"damp\": %s, \"block_size\": %d, \"scales\": \"float16\", "
-                            + "\"outlier_rate\": %s, \"target_bits\": %s, \"eval_tokens\": %d, \"format_version\": %d}",
-                    methodName(), bits, groupSize, sym, mse, order.cliName, clip, damp, blockSize, outlierRate, targetBits,
-                    evalTokens, QuantizedLayout.VERSION);
+            QuantGrid.Spec g = spec.grid();
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("method", spec.method());
+            m.put("bits", g.bits());
+            m.put("group_size", g.groupSize());
+            m.put("sym", g.sym());
+            m.put("mse", g.mse());
+            m.put("order", spec.order().cliName);
+            m.put("clip", spec.clip());
+            m.put("damp", spec.damp());
+            m.put("block_size", spec.blockSize());
+            m.put("scales", "float16");
+            m.put("outlier_rate", spec.outlierRate());
+            m.put("target_bits", spec.targetBits());
+            m.put("eval_tokens", evalTokens);
+            m.put("format_version", QuantizedLayout.VERSION);
+            if (starved != StarvedExperts.Rule.DAMP) { // the default leaves the parameters (and fingerprints) of earlier runs as they were
+                m.put("starved", starved.cliName);
+            }
+            return Json.line(m).strip();
         }
     }
 
@@ -121,6 +138,10 @@ public final class QuantizeJob {
                     throw new BadInputException("weight " + e.getKey() + " has shape " + java.util.Arrays.toString(shape)
                             + "; a linear layer's weight is 2-D [out, in]");
                 }
+                if (shape[0] == 0 || shape[1] == 0) {
+                    throw new BadInputException("weight " + e.getKey() + " has shape " + java.util.Arrays.toString(shape)
+                            + ": an empty tensor cannot be quantized (exclude it with --layers or the layer map)");
+                }
                 HessianArtifact.Meta h = HessianArtifact.committed(conf, cfg.hessians(), e.getValue());
                 if (h == null) {
                     throw new BadInputException("no Hessian for site '" + e.getValue() + "' (feeding " + e.getKey() + ") under "
@@ -129,6 +150,10 @@ public final class QuantizeJob {
                 if (h.dim() != shape[1]) {
                     throw new BadInputException("weight " + e.getKey() + " is [" + shape[0] + ", " + shape[1] + "] but the Hessian of site "
                             + e.getValue() + " is " + h.dim() + "x" + h.dim() + ": the input dimension must match");
+                }
+                if (h.tokens() == 0 && !StarvedExperts.isExpert(e.getKey())) {
+                    throw new BadInputException("site '" + e.getValue() + "' (feeding " + e.getKey() + ") has no calibration token: only a "
+                            + "mixture-of-experts expert may have none (it is then quantized on H = I); import activations for it");
                 }
                 layers.add(new Layer(e.getKey(), e.getValue(), Math.toIntExact(shape[0]), Math.toIntExact(shape[1]), info.dtype(),
                         h.fingerprint(), h.tokens()));
@@ -174,7 +199,7 @@ public final class QuantizeJob {
             List<Layer> layers = plan(spark, cfg);
             JavaSparkContext jsc = JavaSparkContext.fromSparkContext(spark.sparkContext());
             SparkSupport.HadoopConf hconf = SparkSupport.hadoopConf(spark);
-            jsc.setJobDescription("quantize: " + layers.size() + " layer(s) with " + cfg.method().cliName + " " + cfg.bits() + "-bit");
+            jsc.setJobDescription("quantize: " + layers.size() + " layer(s) with " + cfg.methodName() + " " + cfg.spec().grid().bits() + "-bit");
             AtomicInteger done = new AtomicInteger();
             long t0 = System.nanoTime();
             SparkListener listener = new SparkListener() {
@@ -216,129 +241,50 @@ public final class QuantizeJob {
             w = model.readMatrix(l.name());
         }
         HessianArtifact.Loaded h = HessianArtifact.read(conf, cfg.hessians(), l.site());
-        if (!cfg.scheme().equals("lattice")) {
-            return quantizeNonClip(l, cfg, conf, w, h, fp, t0);
-        }
-        GptqSolver.Options opt = new GptqSolver.Options(cfg.method(), new QuantGrid.Spec(cfg.bits(), cfg.groupSize(), cfg.sym(), cfg.mse()),
-                cfg.order(), cfg.clip(), cfg.damp(), cfg.blockSize(), 6);
-        QuantBackend backend = backend(cfg.backend());
-        QuantGrid grid = float16Grid(w, opt.grid());
-        QuantizedLayer q;
+        // an expert that saw fewer tokens than it has inputs: identity H, escalated damping or RTN (StarvedExperts)
+        StarvedExperts.Plan starved = StarvedExperts.plan(l.name(), h.meta().tokens(), l.cols(), cfg.starved(), cfg.spec().damp());
+        MethodSpec spec = new MethodSpec(starved.rtn() ? "rtn" : cfg.spec().method(), cfg.spec().grid(), cfg.spec().order(),
+                cfg.spec().clip(), starved.damp(), cfg.spec().blockSize(), cfg.spec().maxDampTries(), cfg.spec().outlierRate(),
+                cfg.spec().targetBits());
+        double[][] hm = starved.identityHessian() ? StarvedExperts.identity(l.cols()) : h.h();
+        // the encoded methods run their searches on the CPU; the grid methods' one pass runs where --backend says
+        QuantBackend backend = cfg.spec().quantMethod() instanceof EncodedMethod ? QuantBackend.cpu() : backend(cfg.backend());
+        QuantResult q;
         try {
-            q = backend.quantize(w, h.h(), opt, grid);
-        } catch (CudaException e) {
+            q = LayerQuantizer.quantize(l.name(), w, hm, h.meta().tokens(), spec, backend);
+        } catch (BackendException e) {
             if (!e.recoverable()) {
                 throw e; // sticky device error: fail the task, Spark retries it elsewhere
             }
             LOG.warning("layer " + l.name() + ": " + e.getMessage() + "; quantizing it on the CPU instead");
             backend = QuantBackend.cpu();
-            q = backend.quantize(w, h.h(), opt, grid);
+            q = LayerQuantizer.quantize(l.name(), w, hm, h.meta().tokens(), spec, backend);
         }
         LayerReport rep = q.report();
-        rep.tokens = h.meta().tokens();
         if (cfg.evalActivations() != null) {
-            rep.evalRelError = GptqSolver.relativeOutputError(evalRows(conf, cfg.evalActivations(), l.site(), l.cols(), cfg.evalTokens()),
-                    w, q.dequant());
-        }
-        rep.seconds = (System.nanoTime() - t0) / 1e9;
-        commit(conf, cfg, l, q, fp, backend);
-        return new Outcome(l.name(), false, rep.seconds, rep.loss(), rep.bound(), rep.clipped(), rep.evalRelError);
-    }
-
-    /**
-     * SSQR / HPTQ / HRTN: the no-clipping representations of the paper, stored as their own binary format in one
-     * shard row ({@code representation}, {@code payload}); bits per weight from the bytes.
-     */
-    private static Outcome quantizeNonClip(Layer l, Config cfg, Configuration conf, double[][] w, HessianArtifact.Loaded h,
-                                           String fp, long t0) throws IOException {
-        GptqSolver.Options gopt = new GptqSolver.Options(Method.GPTQ, new QuantGrid.Spec(cfg.bits(), cfg.groupSize(), cfg.sym(), true),
-                cfg.order(), false, cfg.damp(), cfg.blockSize(), 6);
-        byte[] payload;
-        QuantizedLayer lattice;
-        double bpw;
-        float[] dq;
-        int bits = cfg.bits();
-        int groupSize = cfg.groupSize();
-        if (cfg.scheme().equals("ssqr")) {
-            // with a target size: inlier bits, group size and outlier rate per layer shape by the matched-bits rules
-            org.babaiquant.nonclip.Ssqr.Options so = cfg.targetBits() > 0
-                    ? org.babaiquant.nonclip.BitBudget.ssqr(l.rows(), l.cols(), cfg.targetBits(), gopt)
-                    : org.babaiquant.nonclip.Ssqr.Options.of(cfg.bits(), cfg.groupSize(), cfg.outlierRate(), gopt);
-            org.babaiquant.nonclip.Ssqr.Result r = org.babaiquant.nonclip.Ssqr.quantize(w, h.h(), so);
-            bits = so.bits();
-            groupSize = so.groupSize();
-            payload = r.bytes();
-            lattice = r.lattice();
-            bpw = r.bitsPerWeight();
-            dq = r.layer().dequantize();
-        } else {
-            org.babaiquant.nonclip.Hptq.Kind kind = cfg.scheme().equals("hptq") ? org.babaiquant.nonclip.Hptq.Kind.HPTQ
-                    : org.babaiquant.nonclip.Hptq.Kind.HRTN;
-            org.babaiquant.nonclip.Hptq.Result r = org.babaiquant.nonclip.Hptq.quantize(w, h.h(),
-                    org.babaiquant.nonclip.Hptq.Options.of(kind, cfg.targetBits(), gopt));
-            payload = r.bytes();
-            lattice = r.lattice();
-            bpw = r.bitsPerWeight();
-            dq = r.layer().dequantize();
-        }
-        LayerReport rep = lattice.report();
-        rep.tokens = h.meta().tokens();
-        rep.bitsPerWeight = bpw;
-        if (cfg.evalActivations() != null) {
-            double[][] q = new double[l.rows()][l.cols()];
-            for (int r = 0; r < l.rows(); r++) {
-                for (int j = 0; j < l.cols(); j++) {
-                    q[r][j] = dq[r * l.cols() + j];
-                }
-            }
-            rep.evalRelError = GptqSolver.relativeOutputError(evalRows(conf, cfg.evalActivations(), l.site(), l.cols(), cfg.evalTokens()), w, q);
+            LayerQuantizer.evaluate(l.name(), q, w, evalRows(conf, cfg.evalActivations(), l.site(), l.cols(), cfg.evalTokens()),
+                    "the eval activations of site " + l.site() + " under " + cfg.evalActivations());
         }
         rep.seconds = (System.nanoTime() - t0) / 1e9;
         Map<String, String> meta = Map.of("babai.format", "quantized-shard", "babai.version", String.valueOf(QuantizedLayout.VERSION),
                 "babai.params", cfg.paramsJson());
-        Group shard = QuantizedLayout.groups(QuantizedLayout.SHARD).newGroup().append("layer", l.name()).append("method", cfg.methodName())
-                .append("order", cfg.order().cliName).append("bits", bits).append("group_size", groupSize)
-                .append("sym", cfg.sym()).append("clip", false).append("rows", l.rows()).append("cols", l.cols())
-                .append("row_start", 0).append("row_count", l.rows()).append("dtype", l.dtype()).append("codes_packing", "none")
-                .append("codes", Binary.EMPTY).append("scales", Binary.EMPTY).append("zeros", Binary.EMPTY)
-                .append("perm", Binary.fromConstantByteArray(intBytes(lattice.perm()))).append("fingerprint", fp)
-                .append("format_version", QuantizedLayout.VERSION).append("representation", cfg.methodName())
-                .append("payload", Binary.fromConstantByteArray(payload));
-        commitFiles(conf, cfg, l, meta, List.of(shard), rowRows(l, rep), reportRow(l, rep, fp, cfg.methodName(), "cpu", null));
+        String gpu = backend.name().equals("cpu") ? null : taskGpuAddress();
+        commitFiles(conf, cfg, l, meta, QuantizedLayout.shardRows(l.name(), l.dtype(), spec, q, fp),
+                QuantizedLayout.rowRows(l.name(), rep),
+                QuantizedLayout.reportRow(l.name(), l.site(), q.method(), rep, backend.name(), gpu, l.hessianFingerprint(), fp)
+                        .append("starved", starved.applied()));
         return new Outcome(l.name(), false, rep.seconds, rep.loss(), rep.bound(), rep.clipped(), rep.evalRelError);
     }
 
-    private static byte[] intBytes(int[] v) {
-        ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
-        for (int x : v) {
-            b.putInt(x);
-        }
-        return b.array();
-    }
-
-    /** The grid with its scales rounded to float16 before the pass: what is stored is exactly what was solved for. */
-    public static QuantGrid float16Grid(double[][] w, QuantGrid.Spec spec) {
-        QuantGrid g = QuantGrid.fit(w, spec);
-        double[][] s = new double[g.rows][g.groups()];
-        for (int r = 0; r < g.rows; r++) {
-            for (int k = 0; k < g.groups(); k++) {
-                double v = Half.toFloat(Half.fromFloat((float) g.scale[r][k]));
-                s[r][k] = v > 0 ? v : 5.960464477539063E-8; // smallest float16 subnormal, for all-but-zero groups
-            }
-        }
-        return QuantGrid.of(g.bits, spec.groupSize(), g.cols, s, g.zero);
+    /** The stored grid of the scale policy ({@link LatticeMethod#storedGrid}); for tests and benchmarks. */
+    public static QuantGrid float16Grid(double[][] w, double[][] h, QuantGrid.Spec spec) {
+        return LatticeMethod.storedGrid("W", w, h, spec);
     }
 
     static String fingerprint(Layer l, Config cfg, byte[] weightBytes) {
-        try {
-            MessageDigest md = MessageDigest.getInstance("SHA-256");
-            md.update(("babai-quantize v" + QuantizedLayout.VERSION + "|" + l.name() + "|" + l.dtype() + "|" + l.rows() + "x" + l.cols()
-                    + "|" + l.hessianFingerprint() + "|" + cfg.paramsJson() + "|" + cfg.evalActivations() + "\n").getBytes(StandardCharsets.UTF_8));
-            md.update(weightBytes);
-            return HexFormat.of().formatHex(md.digest());
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return Fingerprint.sha256().text("babai-quantize v" + QuantizedLayout.VERSION + "|" + l.name() + "|" + l.dtype() + "|" + l.rows()
+                + "x" + l.cols() + "|" + l.hessianFingerprint() + "|" + cfg.paramsJson() + "|" + cfg.evalActivations() + "\n")
+                .bytes(weightBytes).hex();
     }
 
     static Group committedReport(Configuration conf, String out, String layer) {
@@ -370,14 +316,6 @@ public final class QuantizeJob {
         return rows.toArray(double[][]::new);
     }
 
-    private static void commit(Configuration conf, Config cfg, Layer l, QuantizedLayer q, String fp, QuantBackend backend)
-            throws IOException {
-        Map<String, String> meta = Map.of("babai.format", "quantized-shard", "babai.version", String.valueOf(QuantizedLayout.VERSION),
-                "babai.params", cfg.paramsJson());
-        commitFiles(conf, cfg, l, meta, shardRows(l, cfg, q, fp), rowRows(l, q.report()),
-                reportRow(l, q.report(), fp, cfg.methodName(), backend.name(), taskGpuAddress()));
-    }
-
     /**
      * Executor side: the backend for {@code --backend} on this task's GPU. "auto" falls back to the CPU (logged once
      * per executor JVM); "cuda" where it cannot run is a bad-input error carrying the reason.
@@ -400,113 +338,28 @@ public final class QuantizeJob {
         return gpu == null || gpu.addresses().length == 0 ? null : gpu.addresses()[0];
     }
 
+    /**
+     * Commits one layer: its shards, its per-row table, then its report (the report marks the layer committed, so the
+     * old one goes first and the new one last), each folder through the commit protocol ({@link HadoopCommit}: written
+     * beside its target, renamed into place whole, stale temporaries of the same layer removed).
+     */
     private static void commitFiles(Configuration conf, Config cfg, Layer l, Map<String, String> meta, List<Group> shards,
                                     List<Group> rows, Group report) throws IOException {
-        Path tmp = new Path(new Path(cfg.out(), "_tmp"), UUID.randomUUID().toString());
-        FileSystem fs = tmp.getFileSystem(conf);
-        try {
-            QuantizedLayout.write(conf, new Path(tmp, "shards/part-00000.parquet"), QuantizedLayout.SHARD, meta, shards);
-            QuantizedLayout.write(conf, new Path(tmp, "rows/part-00000.parquet"), QuantizedLayout.ROWS, meta, rows);
-            QuantizedLayout.write(conf, new Path(tmp, "reports/part-00000.parquet"), QuantizedLayout.REPORT, meta, List.of(report));
-            for (String kind : new String[] {"shards", "rows", "reports"}) { // the report last: it marks the layer committed
-                Path dst = QuantizedLayout.dir(cfg.out(), kind, l.name());
-                if (fs.exists(dst)) {
-                    fs.delete(dst, true);
-                }
-                fs.mkdirs(dst.getParent());
-                if (!fs.rename(new Path(tmp, kind), dst)) {
-                    throw new IOException("rename to " + dst + " failed");
-                }
-            }
-        } finally {
-            fs.delete(tmp, true);
+        Path reports = QuantizedLayout.dir(cfg.out(), "reports", l.name());
+        FileSystem fs = reports.getFileSystem(conf);
+        if (fs.exists(reports) && !fs.delete(reports, true)) {
+            throw new IOException("cannot delete the old report " + reports);
         }
+        commitFolder(conf, QuantizedLayout.dir(cfg.out(), "shards", l.name()), QuantizedLayout.SHARD, meta, shards);
+        commitFolder(conf, QuantizedLayout.dir(cfg.out(), "rows", l.name()), QuantizedLayout.ROWS, meta, rows);
+        commitFolder(conf, reports, QuantizedLayout.REPORT, meta, List.of(report));
     }
 
-    private static List<Group> shardRows(Layer l, Config cfg, QuantizedLayer q, String fp) {
-        QuantGrid g = q.grid();
-        int groups = g.groups();
-        List<Group> out = new ArrayList<>();
-        for (int r0 = 0; r0 < l.rows(); r0 += QuantizedLayout.ROW_BLOCK) {
-            int n = Math.min(QuantizedLayout.ROW_BLOCK, l.rows() - r0);
-            int[][] codes = java.util.Arrays.copyOfRange(q.codes(), r0, r0 + n);
-            boolean packable = (g.bits == 2 || g.bits == 3 || g.bits == 4 || g.bits == 8)
-                    && l.cols() % (g.bits == 3 ? 32 : 32 / g.bits) == 0 && inRange(codes, g.maxq);
-            ByteBuffer cb;
-            if (packable) {
-                int[][] qweight = GptqPacking.packQweight(codes, g.bits);
-                cb = ByteBuffer.allocate(4 * qweight.length * n).order(ByteOrder.LITTLE_ENDIAN);
-                for (int[] word : qweight) {
-                    for (int v : word) {
-                        cb.putInt(v);
-                    }
-                }
-            } else {
-                cb = ByteBuffer.allocate(4 * n * l.cols()).order(ByteOrder.LITTLE_ENDIAN);
-                for (int[] row : codes) {
-                    for (int v : row) {
-                        cb.putInt(v);
-                    }
-                }
-            }
-            ByteBuffer sb = ByteBuffer.allocate(2 * n * groups).order(ByteOrder.LITTLE_ENDIAN);
-            ByteBuffer zb = ByteBuffer.allocate(4 * n * groups).order(ByteOrder.LITTLE_ENDIAN);
-            for (int r = r0; r < r0 + n; r++) {
-                for (int k = 0; k < groups; k++) {
-                    sb.putShort(Half.fromFloat((float) g.scale[r][k]));
-                    zb.putInt((int) g.zero[r][k]);
-                }
-            }
-            ByteBuffer pb = ByteBuffer.allocate(r0 == 0 ? 4 * l.cols() : 0).order(ByteOrder.LITTLE_ENDIAN);
-            if (r0 == 0) {
-                for (int p : q.perm()) {
-                    pb.putInt(p);
-                }
-            }
-            out.add(QuantizedLayout.groups(QuantizedLayout.SHARD).newGroup().append("layer", l.name()).append("method", cfg.method().cliName)
-                    .append("order", cfg.order().cliName).append("bits", g.bits).append("group_size", cfg.groupSize())
-                    .append("sym", cfg.sym()).append("clip", cfg.clip()).append("rows", l.rows()).append("cols", l.cols())
-                    .append("row_start", r0).append("row_count", n).append("dtype", l.dtype())
-                    .append("codes_packing", packable ? "gptq-qweight" : "int32")
-                    .append("codes", Binary.fromConstantByteArray(cb.array())).append("scales", Binary.fromConstantByteArray(sb.array()))
-                    .append("zeros", Binary.fromConstantByteArray(zb.array())).append("perm", Binary.fromConstantByteArray(pb.array()))
-                    .append("fingerprint", fp).append("format_version", QuantizedLayout.VERSION)
-                    .append("representation", "gptq").append("payload", Binary.EMPTY));
+    private static void commitFolder(Configuration conf, Path dir, MessageType schema, Map<String, String> meta, List<Group> rows)
+            throws IOException {
+        try (HadoopCommit c = HadoopCommit.folder(conf, dir, Commit.IfExists.REPLACE, null)) {
+            QuantizedLayout.write(conf, new Path(c.temp(), "part-00000.parquet"), schema, meta, rows);
+            c.commit();
         }
-        return out;
-    }
-
-    private static boolean inRange(int[][] codes, int maxq) {
-        for (int[] row : codes) {
-            for (int v : row) {
-                if (v < 0 || v > maxq) {
-                    return false;
-                }
-            }
-        }
-        return true;
-    }
-
-    private static List<Group> rowRows(Layer l, LayerReport rep) {
-        List<Group> out = new ArrayList<>(rep.rows);
-        for (int r = 0; r < rep.rows; r++) {
-            out.add(QuantizedLayout.groups(QuantizedLayout.ROWS).newGroup().append("layer", l.name()).append("row", r)
-                    .append("loss", rep.rowLoss[r]).append("bound", rep.rowBound[r]).append("clipped", rep.rowClipped[r]));
-        }
-        return out;
-    }
-
-    private static Group reportRow(Layer l, LayerReport r, String fp, String method, String backend, String gpu) {
-        return QuantizedLayout.groups(QuantizedLayout.REPORT).newGroup().append("layer", l.name()).append("site", l.site())
-                .append("method", method).append("order", r.order.cliName).append("bits", r.bits)
-                .append("group_size", r.groupSize).append("sym", r.sym).append("clip", r.clip).append("rows", r.rows)
-                .append("cols", r.cols).append("tokens", r.tokens).append("loss", r.loss()).append("bound", r.bound())
-                .append("loss_over_bound", r.lossOverBound()).append("clipped", r.clipped())
-                .append("bound_violations", r.boundViolations()).append("eval_rel_error", r.evalRelError)
-                .append("damping", r.percdampUsed).append("damping_lambda", r.lambda).append("damping_attempts", r.dampAttempts)
-                .append("trace_d", r.traceD).append("bits_per_weight", r.bitsPerWeight).append("backend", backend)
-                .append("device", backend.equals("cpu") ? "cpu" : "gpu:" + (gpu == null ? "default" : gpu)).append("seconds", r.seconds)
-                .append("hessian_fingerprint", l.hessianFingerprint())
-                .append("fingerprint", fp).append("format_version", QuantizedLayout.VERSION);
     }
 }

@@ -1,6 +1,5 @@
 package org.babaiquant.spark;
 
-import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
@@ -20,10 +19,22 @@ import org.apache.parquet.io.ColumnIOFactory;
 import org.apache.parquet.io.RecordReader;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.MessageTypeParser;
+import org.apache.parquet.io.api.Binary;
 import org.babaiquant.BadInputException;
+import org.babaiquant.core.GptqPacking;
+import org.babaiquant.core.Half;
+import org.babaiquant.core.LayerReport;
+import org.babaiquant.core.QuantGrid;
+import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.io.Fingerprint;
+import org.babaiquant.method.Methods;
+import org.babaiquant.method.MethodSpec;
+import org.babaiquant.method.QuantResult;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
@@ -117,6 +128,7 @@ public final class QuantizedLayout {
                     + "  required binary hessian_fingerprint (STRING);\n"
                     + "  required binary fingerprint (STRING);\n"
                     + "  required int32 format_version;\n"
+                    + "  required binary starved (STRING);\n"
                     + "}");
 
     public static final MessageType ROWS = MessageTypeParser.parseMessageType(
@@ -144,8 +156,7 @@ public final class QuantizedLayout {
          */
         public double[][] dequant() {
             if (!"gptq".equals(representation)) {
-                float[] v = "ssqr".equals(representation) ? org.babaiquant.nonclip.SsqrFormat.read(payload).dequantize()
-                        : org.babaiquant.nonclip.HptqFormat.dequantize(payload);
+                float[] v = Methods.encoded(representation).decode(payload);
                 double[][] w = new double[rows][cols];
                 for (int r = 0; r < rows; r++) {
                     for (int j = 0; j < cols; j++) {
@@ -204,7 +215,7 @@ public final class QuantizedLayout {
                         w[i] = cb.getInt();
                     }
                 }
-                int[][] block = org.babaiquant.core.GptqPacking.unpackQweight(qweight, bits, cols);
+                int[][] block = GptqPacking.unpackQweight(qweight, bits, cols);
                 System.arraycopy(block, 0, codes, r0, n);
             } else {
                 for (int r = r0; r < r0 + n; r++) {
@@ -235,6 +246,109 @@ public final class QuantizedLayout {
                 zeros, perm, first.getString("fingerprint", 0), representation, new byte[0]);
     }
 
+    /**
+     * Encodes one quantized layer as its shard rows (the layout above): a grid result as blocks of {@link #ROW_BLOCK}
+     * output rows (codes GPTQ-packed where {@link GptqPacking#packable} allows, else int32; fp16 scales; int32 zeros;
+     * perm in the first block), an encoded result as one row holding its payload.
+     */
+    public static List<Group> shardRows(String layer, String dtype, MethodSpec spec, QuantResult q, String fingerprint) {
+        QuantizedLayer lat = q.lattice();
+        int rows = lat.grid().rows;
+        int cols = lat.grid().cols;
+        List<Group> out = new ArrayList<>();
+        if (q instanceof QuantResult.Encoded e) {
+            out.add(shardRow(layer, dtype, spec, q, fingerprint, 0, rows).append("codes_packing", "none")
+                    .append("codes", Binary.EMPTY).append("scales", Binary.EMPTY).append("zeros", Binary.EMPTY)
+                    .append("perm", Binary.fromConstantByteArray(ints(lat.perm()))).append("fingerprint", fingerprint)
+                    .append("format_version", VERSION).append("representation", e.method())
+                    .append("payload", Binary.fromConstantByteArray(e.bytes())));
+            return out;
+        }
+        QuantResult.Grid g = (QuantResult.Grid) q;
+        QuantGrid grid = lat.grid();
+        int groups = grid.groups();
+        for (int r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
+            int n = Math.min(ROW_BLOCK, rows - r0);
+            int[][] codes = Arrays.copyOfRange(lat.codes(), r0, r0 + n);
+            boolean packable = g.packable(codes);
+            ByteBuffer cb;
+            if (packable) {
+                int[][] qweight = GptqPacking.packQweight(codes, grid.bits);
+                cb = ByteBuffer.allocate(4 * qweight.length * n).order(ByteOrder.LITTLE_ENDIAN);
+                for (int[] word : qweight) {
+                    for (int v : word) {
+                        cb.putInt(v);
+                    }
+                }
+            } else {
+                cb = ByteBuffer.allocate(4 * n * cols).order(ByteOrder.LITTLE_ENDIAN);
+                for (int[] row : codes) {
+                    for (int v : row) {
+                        cb.putInt(v);
+                    }
+                }
+            }
+            ByteBuffer sb = ByteBuffer.allocate(2 * n * groups).order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer zb = ByteBuffer.allocate(4 * n * groups).order(ByteOrder.LITTLE_ENDIAN);
+            for (int r = r0; r < r0 + n; r++) {
+                for (int k = 0; k < groups; k++) {
+                    sb.putShort(Half.fromFloat((float) grid.scale[r][k]));
+                    zb.putInt((int) grid.zero[r][k]);
+                }
+            }
+            out.add(shardRow(layer, dtype, spec, q, fingerprint, r0, n).append("codes_packing", packable ? "gptq-qweight" : "int32")
+                    .append("codes", Binary.fromConstantByteArray(cb.array())).append("scales", Binary.fromConstantByteArray(sb.array()))
+                    .append("zeros", Binary.fromConstantByteArray(zb.array()))
+                    .append("perm", Binary.fromConstantByteArray(r0 == 0 ? ints(lat.perm()) : new byte[0]))
+                    .append("fingerprint", fingerprint).append("format_version", VERSION)
+                    .append("representation", "gptq").append("payload", Binary.EMPTY));
+        }
+        return out;
+    }
+
+    /** The leading columns of a shard row, the same for both forms. */
+    private static Group shardRow(String layer, String dtype, MethodSpec spec, QuantResult q, String fingerprint, int r0, int n) {
+        QuantGrid grid = q.lattice().grid();
+        return groups(SHARD).newGroup().append("layer", layer).append("method", q.method()).append("order", spec.order().cliName)
+                .append("bits", q.bits()).append("group_size", q.groupSize()).append("sym", spec.grid().sym())
+                .append("clip", spec.clip()).append("rows", grid.rows).append("cols", grid.cols).append("row_start", r0)
+                .append("row_count", n).append("dtype", dtype);
+    }
+
+    private static byte[] ints(int[] v) {
+        ByteBuffer b = ByteBuffer.allocate(4 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+        for (int x : v) {
+            b.putInt(x);
+        }
+        return b.array();
+    }
+
+    /** The per-row table of one layer (see ROWS). */
+    public static List<Group> rowRows(String layer, LayerReport rep) {
+        List<Group> out = new ArrayList<>(rep.rows);
+        for (int r = 0; r < rep.rows; r++) {
+            out.add(groups(ROWS).newGroup().append("layer", layer).append("row", r)
+                    .append("loss", rep.rowLoss[r]).append("bound", rep.rowBound[r]).append("clipped", rep.rowClipped[r]));
+        }
+        return out;
+    }
+
+    /** The report row of one layer (see REPORT); {@code gpu} is the task's GPU address, or null. */
+    public static Group reportRow(String layer, String site, String method, LayerReport r, String backend, String gpu,
+                                  String hessianFingerprint, String fingerprint) {
+        return groups(REPORT).newGroup().append("layer", layer).append("site", site)
+                .append("method", method).append("order", r.order.cliName).append("bits", r.bits)
+                .append("group_size", r.groupSize).append("sym", r.sym).append("clip", r.clip).append("rows", r.rows)
+                .append("cols", r.cols).append("tokens", r.tokens).append("loss", r.loss()).append("bound", r.bound())
+                .append("loss_over_bound", r.lossOverBound()).append("clipped", r.clipped())
+                .append("bound_violations", r.boundViolations()).append("eval_rel_error", r.evalRelError)
+                .append("damping", r.percdampUsed).append("damping_lambda", r.lambda).append("damping_attempts", r.dampAttempts)
+                .append("trace_d", r.traceD).append("bits_per_weight", r.bitsPerWeight).append("backend", backend)
+                .append("device", backend.equals("cpu") ? "cpu" : "gpu:" + (gpu == null ? "default" : gpu)).append("seconds", r.seconds)
+                .append("hessian_fingerprint", hessianFingerprint)
+                .append("fingerprint", fingerprint).append("format_version", VERSION);
+    }
+
     public static Path dir(String out, String kind, String layer) {
         return new Path(new Path(new Path(out), kind), dirName(layer));
     }
@@ -249,20 +363,13 @@ public final class QuantizedLayout {
         if (safe.equals(layer) && !layer.isEmpty()) {
             return "layer=" + layer;
         }
-        try {
-            byte[] h = java.security.MessageDigest.getInstance("SHA-256").digest(layer.getBytes(java.nio.charset.StandardCharsets.UTF_8));
-            return "layer=" + safe.replaceAll("^_+", "") + "-" + java.util.HexFormat.of().formatHex(h, 0, 4);
-        } catch (java.security.NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return "layer=" + safe.replaceAll("^_+", "") + "-" + Fingerprint.sha256().text(layer).hex(4);
     }
 
-    /** Writes groups to one Parquet file (deterministic bytes for the same rows). */
+    /** Writes groups to one Parquet file, the same bytes for the same rows in every JVM ({@link ParquetFiles}). */
     public static void write(Configuration conf, Path file, MessageType schema, Map<String, String> meta, List<Group> rows)
             throws IOException {
-        try (ParquetWriter<Group> w = ExampleParquetWriter.builder(HadoopOutputFile.fromPath(file, conf))
-                .withType(schema).withConf(conf).withCompressionCodec(CompressionCodecName.SNAPPY)
-                .withWriteMode(ParquetFileWriter.Mode.CREATE).withExtraMetaData(meta).build()) {
+        try (ParquetWriter<Group> w = ParquetFiles.writer(conf, file, schema, meta)) {
             for (Group g : rows) {
                 w.write(g);
             }

@@ -1,9 +1,6 @@
-package org.babaiquant.onnx;
+package org.babaiquant.io;
 
 import org.babaiquant.BadInputException;
-import org.babaiquant.io.Commit;
-import org.babaiquant.io.LocalCommit;
-import org.babaiquant.io.ByteSource;
 
 import java.io.ByteArrayOutputStream;
 import java.io.EOFException;
@@ -18,6 +15,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -180,6 +178,14 @@ public final class OnnxModel {
             Initializer w = initializers.get(n.inputs.get(1));
             if (w == null || w.dataType != FLOAT || w.dims.length != 2 || w.external || w.dataOffset < 0) {
                 continue;
+            }
+            if (n.outputs.size() != 1) {
+                throw new BadInputException(source + ": MatMul node '" + n.name + "' has " + n.outputs.size()
+                        + " outputs; a MatMul has exactly one");
+            }
+            if (w.dims[0] < 1 || w.dims[1] < 1 || w.dims[0] > Integer.MAX_VALUE || w.dims[1] > Integer.MAX_VALUE) {
+                throw new BadInputException(source + ": initializer '" + w.name + "' has dims "
+                        + Arrays.toString(w.dims) + "; a linear's weight needs two dims in 1.." + Integer.MAX_VALUE);
             }
             String name = n.name.isEmpty() ? n.outputs.get(0) : n.name;
             if (!names.add(name)) {

@@ -1,0 +1,270 @@
+package org.babaiquant.core;
+
+import java.util.Arrays;
+import java.util.stream.IntStream;
+
+/**
+ * The GPTQ column sweep as Babai's nearest plane on the one-Cholesky factor {@code Ũ} ({@link DampedFactor.Upper}:
+ * {@code H_P + λI = Ũ·Ũᵀ}, GPTQ's {@code U = Ũ⁻¹}). GPTQ's step {@code e_k = (w̃_k − q_k)/U_kk},
+ * {@code w̃_j −= e_k·U_kj} says {@code Uᵀe = w − q}, so {@code e = Ũᵀ(w − q)}: with the residuals
+ * {@code δ_j = w_j − q_j} (original weight minus its quantized value),
+ * <pre>
+ *   for k = 0 … n−1:                   (columns in processing order)
+ *     w̃_k = w_k + a_k / Ũ_kk           a_k = Σ_{j&lt;k} Ũ_jk·δ_j   (the rounding errors fed forward through Ũ)
+ *     q_k  = s_k · (clamp(rint(w̃_k/s_k) + z_k, 0, maxq) − z_k)
+ *     δ_k = w_k − q_k                   e_k = Ũ_kk·(w̃_k − q_k)   loss += e_k²   bound += ¼ s_k²·Ũ_kk²
+ * </pre>
+ * which is the same arithmetic as GPTQ up to float64 rounding (codes differ only where a rounding tie is decided
+ * the other way). Blocked: the accumulators {@code A} of the columns right of a block of {@code bs} get the lazy
+ * product {@code A[:, i2:] += Δ[:, i1:i2]·Ũ[i1:i2, i2:]} (one {@link DenseKernels#gemm} over a whole slab of rows);
+ * inside the block the same idea recurses on halves down to {@link #LEAF}-column strips, the only Java loops:
+ * row-parallel over the cores, the block held column by column so that every loop runs over contiguous rows
+ * (vectorised by the JIT), {@code 1/Ũ_kk} computed once per column.
+ *
+ * <p>Memory: one accumulator array per slab of rows (≤ {@link #MAX_SLAB} elements), three float64 {@code rows × bs}
+ * panels and the block's int codes; the original weights are read from W (processing order gathered per block),
+ * codes and dequantized values are scattered into the results after each block.
+ */
+final class NearestPlaneSweep {
+    /** Columns at most this wide run as per-row loops; wider ranges split in two with a product between. */
+    static final int LEAF = 32;
+    /** Elements of one slab's accumulator (1 GiB of float64). */
+    static final long MAX_SLAB = 1L << 27;
+    /** Rows per parallel task of a strip: at least this many, and about four tasks per core. */
+    private static final int MIN_ROWS_PER_TASK = 16;
+    private static final int CORES = Runtime.getRuntime().availableProcessors();
+
+    private final double[][] w;
+    private final int n;
+    private final int bs;
+    private final double[] ut;
+    private final double[] inv;
+    private final int[] perm;
+    private final int[] groupOf;
+    private final QuantGrid grid;
+    private final boolean clip;
+    private final DenseKernels kernels;
+    private final int leaf;
+    private final int[][] codes;
+    private final double[][] dq;
+    private final LayerReport rep;
+    /** The current slab: first row, rows, rows per task, accumulators (m × n row-major, processing order). */
+    private int r0;
+    private int m;
+    private int rowsPerTask;
+    private double[] acc;
+    /** This slab's grid by group: {@code scaleT[g][r]}, {@code zeroT[g][r]} (contiguous over rows). */
+    private double[][] scaleT;
+    private double[][] zeroT;
+    /**
+     * The current block, each stored column by column ({@code bs × m}: entry (row r, column i of the block) at
+     * {@code i·m + r}), so that every step of the column loop runs over contiguous rows: accumulators a, original
+     * weights w, residuals δ.
+     */
+    private final double[] panel;
+    private final double[] orig;
+    private final double[] delta;
+    /** The current block's codes, stored as the panels. */
+    private final int[] blockCodes;
+    private final double[] loss;
+    private final double[] bound;
+    private final int[] clipped;
+
+    private NearestPlaneSweep(double[][] w, DampedFactor.Upper f, int[] perm, QuantGrid grid, boolean clip, int block,
+                              int slab, int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels) {
+        this.w = w;
+        this.n = f.n();
+        this.bs = Math.min(block, n);
+        this.ut = f.ut();
+        this.perm = perm;
+        this.grid = grid;
+        this.clip = clip;
+        this.kernels = kernels;
+        this.leaf = kernels instanceof Dense ? bs : LEAF;
+        this.codes = codes;
+        this.dq = dq;
+        this.rep = rep;
+        this.inv = new double[n];
+        this.groupOf = new int[n];
+        for (int k = 0; k < n; k++) {
+            inv[k] = 1.0 / ut[k * n + k];
+            groupOf[k] = grid.groupOf(perm[k]);
+        }
+        this.panel = new double[slab * bs];
+        this.orig = new double[slab * bs];
+        this.delta = new double[slab * bs];
+        this.blockCodes = new int[slab * bs];
+        this.loss = new double[slab];
+        this.bound = new double[slab];
+        this.clipped = new int[slab];
+    }
+
+    /**
+     * Sweeps every row of {@code w} ([rows][n], original column order) in processing order {@code perm} on the factor
+     * {@code f}, writing codes, dequantized values (original order) and the per-row loss, bound and clipped count.
+     */
+    static void run(double[][] w, DampedFactor.Upper f, int[] perm, QuantGrid grid, boolean clip, int block,
+                    int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels) {
+        run(w, f, perm, grid, clip, block, -1, codes, dq, rep, kernels);
+    }
+
+    /** As above, {@code slab} rows at a time ({@code -1}: as many as {@link #MAX_SLAB} allows). */
+    static void run(double[][] w, DampedFactor.Upper f, int[] perm, QuantGrid grid, boolean clip, int block, int slab,
+                    int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels) {
+        int rows = w.length;
+        int n = f.n();
+        int s = slab > 0 ? Math.min(slab, rows) : (int) Math.max(1, Math.min(rows, MAX_SLAB / n));
+        NearestPlaneSweep sweep = new NearestPlaneSweep(w, f, perm, grid, clip, block, s, codes, dq, rep, kernels);
+        for (int r0 = 0; r0 < rows; r0 += s) {
+            sweep.slab(r0, Math.min(s, rows - r0));
+        }
+    }
+
+    private void slab(int first, int rows) {
+        r0 = first;
+        m = rows;
+        int perCore = (m + 4 * CORES - 1) / (4 * CORES);
+        rowsPerTask = Math.max(MIN_ROWS_PER_TASK, (perCore + 7) / 8 * 8);
+        long size = (long) m * n;
+        if (acc == null || acc.length < size) {
+            acc = null;
+            acc = new double[Dense.checkedSize(m, n)];
+        } else {
+            forRows((lo, hi) -> Arrays.fill(acc, lo * n, hi * n, 0.0));
+        }
+        int groups = grid.groups();
+        scaleT = new double[groups][m];
+        zeroT = new double[groups][m];
+        for (int r = 0; r < m; r++) {
+            for (int g = 0; g < groups; g++) {
+                scaleT[g][r] = grid.scale[r0 + r][g];
+                zeroT[g][r] = grid.zero[r0 + r][g];
+            }
+        }
+        Arrays.fill(loss, 0);
+        Arrays.fill(bound, 0);
+        Arrays.fill(clipped, 0);
+        for (int i1 = 0; i1 < n; i1 += bs) {
+            int b1 = i1;
+            int width = Math.min(n, i1 + bs) - i1;
+            forRows((lo, hi) -> {
+                for (int r = lo; r < hi; r++) {
+                    double[] src = w[r0 + r];
+                    int a = r * n + b1;
+                    for (int i = 0; i < width; i++) {
+                        panel[i * m + r] = acc[a + i];
+                        orig[i * m + r] = src[perm[b1 + i]];
+                    }
+                }
+            });
+            sweepColumns(i1, i1, i1 + width);
+            forRows((lo, hi) -> {
+                for (int r = lo; r < hi; r++) {
+                    int[] rowCodes = codes[r0 + r];
+                    double[] rowDq = dq[r0 + r];
+                    for (int i = 0; i < width; i++) {
+                        int col = perm[b1 + i];
+                        rowCodes[col] = blockCodes[i * m + r];
+                        rowDq[col] = panel[i * m + r];
+                    }
+                }
+            });
+            // lazy update of everything right of the block, one product over the slab: A[:, i2:] += Δ·Ũ[i1:i2, i2:]
+            int i2 = i1 + width;
+            kernels.gemm(true, false, m, n - i2, width, 1.0, delta, 0, m, ut, i1 * n + i2, n, acc, i2, n);
+        }
+        for (int r = 0; r < m; r++) {
+            rep.rowLoss[r0 + r] = loss[r];
+            rep.rowBound[r0 + r] = bound[r];
+            rep.rowClipped[r0 + r] = clipped[r];
+        }
+    }
+
+    private interface RowRange {
+        void accept(int lo, int hi);
+    }
+
+    /** {@code body} over the slab's rows, in tasks of {@link #rowsPerTask} contiguous rows run in parallel. */
+    private void forRows(RowRange body) {
+        int tasks = (m + rowsPerTask - 1) / rowsPerTask;
+        IntStream range = IntStream.range(0, tasks);
+        if (tasks > 1) {
+            range = range.parallel();
+        }
+        range.forEach(t -> body.accept(t * rowsPerTask, Math.min(m, (t + 1) * rowsPerTask)));
+    }
+
+    /** Columns {@code [c1, c2)} of the block that starts at {@code i1} (in the panels), every row of the slab. */
+    private void sweepColumns(int i1, int c1, int c2) {
+        if (c2 - c1 <= leaf) {
+            forRows((lo, hi) -> strip(lo, hi, i1, c1, c2));
+            return;
+        }
+        int mid = c1 + (c2 - c1) / 2;
+        sweepColumns(i1, c1, mid);
+        // A[:, mid:c2] += Δ[:, c1:mid]·Ũ[c1:mid, mid:c2], in the panels' transposed storage
+        kernels.gemm(true, false, c2 - mid, m, mid - c1, 1.0, ut, c1 * n + mid, n, delta, (c1 - i1) * m, m,
+                panel, (mid - i1) * m, m);
+        sweepColumns(i1, mid, c2);
+    }
+
+    /**
+     * Rows {@code [lo, hi)} (slab-relative) over columns {@code [c1, c2)} of the block starting at {@code i1},
+     * left-looking: column j first receives the residuals of the strip's earlier columns (four at a time, one pass over
+     * the rows per four), then takes its step of the class comment. Every loop runs over contiguous rows. The column's
+     * accumulators, dead after its step, then hold q; the codes go to {@link #blockCodes}.
+     */
+    private void strip(int lo, int hi, int i1, int c1, int c2) {
+        double[] p = panel;
+        double[] dl = delta;
+        int maxq = grid.maxq;
+        for (int j = c1; j < c2; j++) {
+            int pj = (j - i1) * m;
+            int i = c1;
+            for (; i + 3 < j; i += 4) {
+                double u0 = ut[i * n + j];
+                double u1 = ut[(i + 1) * n + j];
+                double u2 = ut[(i + 2) * n + j];
+                double u3 = ut[(i + 3) * n + j];
+                int p0 = (i - i1) * m;
+                int p1 = p0 + m;
+                int p2 = p1 + m;
+                int p3 = p2 + m;
+                for (int r = lo; r < hi; r++) {
+                    p[pj + r] += dl[p0 + r] * u0 + dl[p1 + r] * u1 + dl[p2 + r] * u2 + dl[p3 + r] * u3;
+                }
+            }
+            for (; i < j; i++) {
+                double u = ut[i * n + j];
+                int pi = (i - i1) * m;
+                for (int r = lo; r < hi; r++) {
+                    p[pj + r] += dl[pi + r] * u;
+                }
+            }
+            int g = groupOf[j];
+            double[] sT = scaleT[g];
+            double[] zT = zeroT[g];
+            double d = ut[j * n + j];
+            double d2 = d * d;
+            double r1 = inv[j];
+            for (int r = lo; r < hi; r++) {
+                double s = sT[r];
+                double z = zT[r];
+                double wk = orig[pj + r];
+                double x = wk + p[pj + r] * r1;
+                double c = Math.rint(x / s) + z;
+                if (clip && (c < 0 || c > maxq)) {
+                    c = Math.min(Math.max(c, 0), maxq);
+                    clipped[r]++;
+                }
+                double q = s * (c - z);
+                double e = d * (x - q);
+                loss[r] += e * e;
+                bound[r] += 0.25 * s * s * d2;
+                dl[pj + r] = wk - q;
+                p[pj + r] = q;
+                blockCodes[pj + r] = (int) c;
+            }
+        }
+    }
+}
