@@ -8,7 +8,9 @@ import org.babaiquant.core.ColumnOrder;
 import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.io.Npy;
+import org.babaiquant.io.NpyWriter;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.method.MethodSpec;
 import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.CompressedTensorsExport;
@@ -89,7 +91,7 @@ class CompressedTensorsExportTest {
         List<ActivationImporter.Source> src = new ArrayList<>();
         for (String site : List.of("attn_in", "o_proj_in", "mlp_in", "down_proj_in")) {
             Path f = dir.resolve(site + ".npy");
-            Npy.writeF32(f, correlated(rnd, 300, site.equals("down_proj_in") ? FF : D));
+            NpyWriter.writeF32(f, correlated(rnd, 300, site.equals("down_proj_in") ? FF : D));
             src.add(new ActivationImporter.Source("layers.0." + site, f, null));
         }
         new ActivationImporter(CONF, 64).run(src, dir.resolve("act").toString(), false);
@@ -104,7 +106,7 @@ class CompressedTensorsExportTest {
 
     /** F32 safetensors; a one-row matrix named *norm.weight is written 1-D, as real checkpoints store norms. */
     static void writeF32(Path file, LinkedHashMap<String, double[][]> tensors) {
-        List<SafeTensors.RawTensor> raw = new ArrayList<>();
+        List<SafeTensorsWriter.RawTensor> raw = new ArrayList<>();
         for (Map.Entry<String, double[][]> e : tensors.entrySet()) {
             double[][] m = e.getValue();
             java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(4 * m.length * m[0].length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
@@ -114,9 +116,9 @@ class CompressedTensorsExportTest {
                 }
             }
             long[] shape = e.getKey().endsWith("norm.weight") ? new long[] {m[0].length} : new long[] {m.length, m[0].length};
-            raw.add(new SafeTensors.RawTensor(e.getKey(), "F32", shape, b.array()));
+            raw.add(new SafeTensorsWriter.RawTensor(e.getKey(), "F32", shape, b.array()));
         }
-        SafeTensors.writeRaw(file, raw, Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(file, raw, Map.of("format", "pt"));
     }
 
     static QuantizeJob.Config cfg(String name, Method method, int bits, int gs, boolean sym, ColumnOrder order, boolean clip) {
@@ -248,18 +250,18 @@ class CompressedTensorsExportTest {
         Path sharded = dir.resolve("sharded");
         Files.createDirectories(sharded);
         Map<String, SafeTensors.TensorInfo> all = SafeTensors.list(model);
-        List<SafeTensors.RawTensor> first = new ArrayList<>();
-        List<SafeTensors.RawTensor> second = new ArrayList<>();
+        List<SafeTensorsWriter.RawTensor> first = new ArrayList<>();
+        List<SafeTensorsWriter.RawTensor> second = new ArrayList<>();
         StringBuilder index = new StringBuilder("{\"metadata\": {}, \"weight_map\": {");
         int i = 0;
         for (SafeTensors.TensorInfo t : all.values()) {
             boolean one = t.name().contains("self_attn") || t.name().contains("embed");
             String file = one ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
-            (one ? first : second).add(new SafeTensors.RawTensor(t.name(), t.dtype(), t.shape(), SafeTensors.readRaw(model, t.name())));
+            (one ? first : second).add(new SafeTensorsWriter.RawTensor(t.name(), t.dtype(), t.shape(), SafeTensors.readRaw(model, t.name())));
             index.append(i++ == 0 ? "" : ", ").append('"').append(t.name()).append("\": \"").append(file).append('"');
         }
-        SafeTensors.writeRaw(sharded.resolve("model-00001-of-00002.safetensors"), first, Map.of("format", "pt"));
-        SafeTensors.writeRaw(sharded.resolve("model-00002-of-00002.safetensors"), second, Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(sharded.resolve("model-00001-of-00002.safetensors"), first, Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(sharded.resolve("model-00002-of-00002.safetensors"), second, Map.of("format", "pt"));
         Files.writeString(sharded.resolve("model.safetensors.index.json"), index.append("}}\n").toString());
         Path out = dir.resolve("ct-sharded");
         CompressedTensorsExport.Summary s = CompressedTensorsExport.export(CONF, dir.resolve("q-sym-actorder").toString(),
@@ -346,7 +348,7 @@ class CompressedTensorsExportTest {
         StringBuilder sb = new StringBuilder();
         for (String m : QUANTIZED) {
             Path f = dir.resolve("expected-" + run + "-" + m + ".npy");
-            Npy.writeF64(f, QuantizedLayout.readLayer(CONF, dir.resolve("q-" + run).toString(), m + ".weight").dequant());
+            NpyWriter.writeF64(f, QuantizedLayout.readLayer(CONF, dir.resolve("q-" + run).toString(), m + ".weight").dequant());
             sb.append(m).append('\t').append(f).append('\n');
         }
         Path manifest = dir.resolve("manifest-" + run + ".txt");

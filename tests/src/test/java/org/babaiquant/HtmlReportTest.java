@@ -7,6 +7,7 @@ import org.babaiquant.core.QuantGrid;
 import org.babaiquant.method.MethodSpec;
 import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.onnx.EvaluationReport;
 import org.babaiquant.spark.QuantizeJob;
 import org.babaiquant.spark.QuantizedLayout;
@@ -261,7 +262,7 @@ class HtmlReportTest {
         Path model = tmp.resolve("model.safetensors");
         LinkedHashMap<String, double[][]> tensors = new LinkedHashMap<>();
         tensors.put(evil, Npy.readMatrix(RealData.miniLm().resolve("weights/layer0_q_proj.weight.npy")));
-        SafeTensors.write(model, tensors, "F32");
+        SafeTensorsWriter.write(model, tensors, "F32");
         Path out = tmp.resolve("q");
         MethodSpec spec = MethodSpec.grid("gptq", new QuantGrid.Spec(4, 128, false, false), ColumnOrder.ACT_ORDER, true, 0.01);
         QuantizeJob.run(SparkTestSession.get(), new QuantizeJob.Config(model.toString(), PipelineTest.LocalRun.work().resolve("hessians").toString(),

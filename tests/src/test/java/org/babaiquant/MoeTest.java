@@ -3,7 +3,9 @@ package org.babaiquant;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.io.Npy;
+import org.babaiquant.io.NpyWriter;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.HessianArtifact;
 import org.babaiquant.spark.HessianJob;
@@ -67,9 +69,9 @@ class MoeTest {
     void anExpertThatGotNoTokenIsCommittedAsAnEmptyHessian(@TempDir Path tmp) {
         Random rnd = new Random(3);
         Path none = tmp.resolve("e0.npy");
-        Npy.writeF32(none, new int[] {0, 8}, new float[0]);
+        NpyWriter.writeF32(none, new int[] {0, 8}, new float[0]);
         Path three = tmp.resolve("e1.npy");
-        Npy.writeF32(three, CompressedTensorsExportTest.gaussian(rnd, 3, 8, 1));
+        NpyWriter.writeF32(three, CompressedTensorsExportTest.gaussian(rnd, 3, 8, 1));
         new ActivationImporter(CONF, 64).run(List.of(new ActivationImporter.Source("layers.0.experts.0.mlp_in", none, null),
                 new ActivationImporter.Source("layers.0.experts.1.mlp_in", three, null)), tmp.resolve("act").toString(), false);
         List<String> lines = new ArrayList<>();
@@ -107,17 +109,17 @@ class MoeTest {
     @Test
     void aSiteMapRuleWithGroupsImportsEveryExpertFromOneFile(@TempDir Path tmp) {
         Random rnd = new Random(4);
-        List<SafeTensors.RawTensor> raw = new ArrayList<>();
+        List<SafeTensorsWriter.RawTensor> raw = new ArrayList<>();
         int[] tokens = {0, 3, 10};
         for (int e = 0; e < tokens.length; e++) {
             ByteBuffer b = ByteBuffer.allocate(4 * tokens[e] * 8).order(ByteOrder.LITTLE_ENDIAN);
             for (int i = 0; i < tokens[e] * 8; i++) {
                 b.putFloat((float) rnd.nextGaussian());
             }
-            raw.add(new SafeTensors.RawTensor("layer0.expert" + e + ".mlp_in", "F32", new long[] {tokens[e], 8}, b.array()));
+            raw.add(new SafeTensorsWriter.RawTensor("layer0.expert" + e + ".mlp_in", "F32", new long[] {tokens[e], 8}, b.array()));
         }
         Path dump = tmp.resolve("routed.safetensors");
-        SafeTensors.writeRaw(dump, raw, Map.of());
+        SafeTensorsWriter.writeRaw(dump, raw, Map.of());
         List<ActivationImporter.Source> src = ActivationImporter.safetensorsSources(dump,
                 Map.of("layer(\\d+)\\.expert(\\d+)\\.mlp_in", "layers.$1.experts.$2.mlp_in"));
         assertEquals(List.of("layers.0.experts.0.mlp_in", "layers.0.experts.1.mlp_in", "layers.0.experts.2.mlp_in"),
@@ -153,13 +155,13 @@ class MoeTest {
         StringBuilder fromNpy = new StringBuilder();
         for (Map.Entry<String, double[][]> w : weights.entrySet()) {
             Path f = tmp.resolve("w-" + w.getKey() + ".npy");
-            Npy.writeF32(f, w.getValue());
+            NpyWriter.writeF32(f, w.getValue());
             fromNpy.append("    ").append(w.getKey()).append(": ").append(f).append('\n');
         }
         StringBuilder sites = new StringBuilder();
         for (String site : List.of("attn_in", "o_proj_in")) {
             Path f = tmp.resolve(site + ".npy");
-            Npy.writeF32(f, CompressedTensorsExportTest.correlated(rnd, 64, d));
+            NpyWriter.writeF32(f, CompressedTensorsExportTest.correlated(rnd, 64, d));
             sites.append("    layers.0.").append(site).append(": [").append(f).append("]\n");
         }
         for (int e = 0; e < routed.length; e++) {
@@ -167,9 +169,9 @@ class MoeTest {
                 int width = site.equals("mlp_in") ? d : ff;
                 Path f = tmp.resolve("e" + e + "-" + site + ".npy");
                 if (routed[e] == 0) {
-                    Npy.writeF32(f, new int[] {0, width}, new float[0]);
+                    NpyWriter.writeF32(f, new int[] {0, width}, new float[0]);
                 } else {
-                    Npy.writeF32(f, CompressedTensorsExportTest.correlated(rnd, routed[e], width));
+                    NpyWriter.writeF32(f, CompressedTensorsExportTest.correlated(rnd, routed[e], width));
                 }
                 sites.append("    layers.0.experts.").append(e).append('.').append(site).append(": [").append(f).append("]\n");
             }
@@ -250,7 +252,7 @@ class MoeTest {
         StringBuilder manifest = new StringBuilder();
         for (String layer : expected.keySet()) {
             Path f = tmp.resolve("expected-" + layer + ".npy");
-            Npy.writeF64(f, org.babaiquant.spark.QuantizedLayout.readLayer(CONF, work.resolve("quantized").toString(), layer).dequant());
+            NpyWriter.writeF64(f, org.babaiquant.spark.QuantizedLayout.readLayer(CONF, work.resolve("quantized").toString(), layer).dequant());
             manifest.append(layer, 0, layer.length() - ".weight".length()).append('\t').append(f).append('\n');
         }
         Path m = tmp.resolve("manifest.txt");

@@ -5,6 +5,7 @@ import org.babaiquant.BadInputException;
 import org.babaiquant.core.Half;
 import org.babaiquant.core.Json;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.io.SafeTensorsWriter;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -117,7 +118,7 @@ public final class GenerateLlamaCommand implements Callable<Integer> {
         params += (long) vocab * hidden;
         StringBuilder sites = new StringBuilder("# import.safetensors for generate-llama's activations (written by generate-llama)\n");
         for (int l = 0; l < layers; l++) {
-            List<SafeTensors.RawTensor> ts = new ArrayList<>();
+            List<SafeTensorsWriter.RawTensor> ts = new ArrayList<>();
             String p = "model.layers." + l + ".";
             ts.add(norm(p + "input_layernorm.weight", l * 2L));
             ts.add(norm(p + "post_attention_layernorm.weight", l * 2L + 1));
@@ -156,11 +157,11 @@ public final class GenerateLlamaCommand implements Callable<Integer> {
         return 0;
     }
 
-    private static long writeShard(Path dir, int i, int n, List<SafeTensors.RawTensor> tensors, Map<String, String> weightMap) {
+    private static long writeShard(Path dir, int i, int n, List<SafeTensorsWriter.RawTensor> tensors, Map<String, String> weightMap) {
         String name = String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", i, n);
-        SafeTensors.writeRaw(dir.resolve(name), tensors, Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(dir.resolve(name), tensors, Map.of("format", "pt"));
         long bytes = 0;
-        for (SafeTensors.RawTensor t : tensors) {
+        for (SafeTensorsWriter.RawTensor t : tensors) {
             weightMap.put(t.name(), name);
             bytes += t.data().length;
         }
@@ -168,20 +169,20 @@ public final class GenerateLlamaCommand implements Callable<Integer> {
     }
 
     /** RMSNorm weights: around 1 with a small spread. */
-    private SafeTensors.RawTensor norm(String name, long salt) {
+    private SafeTensorsWriter.RawTensor norm(String name, long salt) {
         SplittableRandom r = new SplittableRandom(seed ^ (0x5DEECE66DL * (salt + 3)));
         float[] v = new float[hidden];
         for (int i = 0; i < hidden; i++) {
             v[i] = (float) (1 + 0.1 * r.nextGaussian());
         }
-        return new SafeTensors.RawTensor(name, "BF16", new long[] {hidden}, bf16(v, 0, hidden));
+        return new SafeTensorsWriter.RawTensor(name, "BF16", new long[] {hidden}, bf16(v, 0, hidden));
     }
 
     /**
      * W = σ·s_r·t_c·ε: Laplace ε, log-normal row scales, 0.25% salient columns ×3. Rows are drawn in parallel, each
      * from its own stream (seed, row), so the bytes do not depend on the thread count.
      */
-    static SafeTensors.RawTensor matrix(String name, int rows, int cols, double sigma, long seed) {
+    static SafeTensorsWriter.RawTensor matrix(String name, int rows, int cols, double sigma, long seed) {
         SplittableRandom cr = new SplittableRandom(seed);
         double[] colScale = new double[cols];
         for (int c = 0; c < cols; c++) {
@@ -198,13 +199,13 @@ public final class GenerateLlamaCommand implements Callable<Integer> {
                 b.putShort(Half.bf16FromFloat((float) (rowScale * colScale[c] * laplace)));
             }
         });
-        return new SafeTensors.RawTensor(name, "BF16", new long[] {rows, cols}, data);
+        return new SafeTensorsWriter.RawTensor(name, "BF16", new long[] {rows, cols}, data);
     }
 
     /** The four input sites of layer l, [tokens, d] bf16, in one file; appends its import entry to {@code sites}. */
     private void writeActivations(Path dir, int l, StringBuilder sites) {
         long s = seed * 31 + l;
-        List<SafeTensors.RawTensor> ts = new ArrayList<>();
+        List<SafeTensorsWriter.RawTensor> ts = new ArrayList<>();
         String site = "layers." + l + ".";
         ts.add(site(site + "attn_in", latent(tokens, hidden, s * 4, true)));
         ts.add(site(site + "o_proj_in", latent(tokens, hidden, s * 4 + 1, false)));
@@ -216,7 +217,7 @@ public final class GenerateLlamaCommand implements Callable<Integer> {
         }
         ts.add(site(site + "down_proj_in", a));
         String file = String.format(Locale.ROOT, "layer-%02d.safetensors", l);
-        SafeTensors.writeRaw(dir.resolve(file), ts, Map.of("format", "pt"));
+        SafeTensorsWriter.writeRaw(dir.resolve(file), ts, Map.of("format", "pt"));
         sites.append(String.format(Locale.ROOT, "- {file: '${work}/input/activations/%s', siteMap: {'%sattn_in': %sattn_in, "
                         + "'%so_proj_in': %so_proj_in, '%smlp_in': %smlp_in, '%sdown_proj_in': %sdown_proj_in}}%n",
                 file, rx(site), site, rx(site), site, rx(site), site, rx(site), site));
@@ -226,8 +227,8 @@ public final class GenerateLlamaCommand implements Callable<Integer> {
         return s.replace(".", "\\.");
     }
 
-    private SafeTensors.RawTensor site(String name, float[] x) {
-        return new SafeTensors.RawTensor(name, "BF16", new long[] {tokens, x.length / tokens}, bf16(x, 0, x.length));
+    private SafeTensorsWriter.RawTensor site(String name, float[] x) {
+        return new SafeTensorsWriter.RawTensor(name, "BF16", new long[] {tokens, x.length / tokens}, bf16(x, 0, x.length));
     }
 
     /**

@@ -11,6 +11,7 @@ import org.babaiquant.core.Json;
 import org.babaiquant.core.StarvedExperts;
 import org.babaiquant.io.Commit;
 import org.babaiquant.io.SafeTensors;
+import org.babaiquant.io.SafeTensorsWriter;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -108,7 +109,7 @@ public final class CompressedTensorsExport {
             }
             Map<String, String> weightMap = new LinkedHashMap<>();
             for (String shard : model.shards()) {
-                List<SafeTensors.RawTensor> tensors = new ArrayList<>();
+                List<SafeTensorsWriter.RawTensor> tensors = new ArrayList<>();
                 for (String name : model.names()) {
                     if (!model.shardOf(name).equals(shard)) {
                         continue;
@@ -119,18 +120,18 @@ public final class CompressedTensorsExport {
                         continue;
                     }
                     SafeTensors.TensorInfo info = model.info(name);
-                    tensors.add(new SafeTensors.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
+                    tensors.add(new SafeTensorsWriter.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
                     copied++;
                     if (info.shape().length == 2 && name.endsWith(".weight")) {
                         ignore.add(module(name));
                     }
                 }
                 String fileName = new Path(shard).getName();
-                for (SafeTensors.RawTensor t : tensors) {
+                for (SafeTensorsWriter.RawTensor t : tensors) {
                     weightMap.put(t.name(), fileName);
                 }
                 try (FSDataOutputStream o = fs.create(new Path(tmp, fileName), false)) {
-                    SafeTensors.writeRaw(o, tensors, Map.of("format", "pt"));
+                    SafeTensorsWriter.writeRaw(o, tensors, Map.of("format", "pt"));
                 }
                 files.add(fileName);
             }
@@ -222,7 +223,7 @@ public final class CompressedTensorsExport {
     }
 
     /** The tensors replacing {@code P.weight} (see the class comment). */
-    static List<SafeTensors.RawTensor> tensors(QuantizedLayout.LayerShards l, Scheme s) {
+    static List<SafeTensorsWriter.RawTensor> tensors(QuantizedLayout.LayerShards l, Scheme s) {
         String p = module(l.layer());
         int groups = l.groups();
         int[][] packed = CompressedTensorsPacking.weightPacked(l.codes(), s.bits());
@@ -232,18 +233,18 @@ public final class CompressedTensorsExport {
                 scales.putShort(Half.fromFloat((float) l.scales()[r][k]));
             }
         }
-        List<SafeTensors.RawTensor> t = new ArrayList<>();
-        t.add(new SafeTensors.RawTensor(p + ".weight_packed", "I32", new long[] {l.rows(), packed[0].length}, GptqExport.ints(packed)));
-        t.add(new SafeTensors.RawTensor(p + ".weight_scale", "F16", new long[] {l.rows(), groups}, scales.array()));
+        List<SafeTensorsWriter.RawTensor> t = new ArrayList<>();
+        t.add(new SafeTensorsWriter.RawTensor(p + ".weight_packed", "I32", new long[] {l.rows(), packed[0].length}, GptqExport.ints(packed)));
+        t.add(new SafeTensorsWriter.RawTensor(p + ".weight_scale", "F16", new long[] {l.rows(), groups}, scales.array()));
         if (!s.symmetric()) {
             int[][] zp = CompressedTensorsPacking.zeroPointPacked(l.zeros(), s.bits());
-            t.add(new SafeTensors.RawTensor(p + ".weight_zero_point", "I32", new long[] {zp.length, groups}, GptqExport.ints(zp)));
+            t.add(new SafeTensorsWriter.RawTensor(p + ".weight_zero_point", "I32", new long[] {zp.length, groups}, GptqExport.ints(zp)));
         }
         ByteBuffer shape = ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putLong(l.rows()).putLong(l.cols());
-        t.add(new SafeTensors.RawTensor(p + ".weight_shape", "I64", new long[] {2}, shape.array()));
+        t.add(new SafeTensorsWriter.RawTensor(p + ".weight_shape", "I64", new long[] {2}, shape.array()));
         if (s.gIdx()) {
             int[] g = org.babaiquant.core.GptqPacking.gIdx(l.cols(), l.groupSize());
-            t.add(new SafeTensors.RawTensor(p + ".weight_g_idx", "I32", new long[] {l.cols()}, GptqExport.ints(new int[][] {g})));
+            t.add(new SafeTensorsWriter.RawTensor(p + ".weight_g_idx", "I32", new long[] {l.cols()}, GptqExport.ints(new int[][] {g})));
         }
         return t;
     }
