@@ -98,7 +98,7 @@ class SparkClusterTest {
         String master = "spark://127.0.0.1:" + port;
         daemons.add(daemon(sparkHome, classpath, dir.resolve("master.log"), "org.apache.spark.deploy.master.Master",
                 "--host", "127.0.0.1", "--port", String.valueOf(port), "--webui-port", String.valueOf(freePort())));
-        awaitLog(dir.resolve("master.log"), "I have been elected leader", 60);
+        awaitLog(dir.resolve("master.log"), "I have been elected leader", 300);
         List<Process> workers = new ArrayList<>();
         for (int w = 0; w < 2; w++) {
             Path log = dir.resolve("worker" + w + ".log");
@@ -109,7 +109,7 @@ class SparkClusterTest {
             workers.add(p);
         }
         for (int w = 0; w < 2; w++) {
-            awaitLog(dir.resolve("worker" + w + ".log"), "Successfully registered with master", 60);
+            awaitLog(dir.resolve("worker" + w + ".log"), "Successfully registered with master", 300); // minutes under load
         }
 
         // the DAG's own command lines, rendered by Airflow's rules, with this cluster's deployment settings
