@@ -4,15 +4,9 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.parquet.column.page.PageReadStore;
 import org.apache.parquet.example.data.Group;
-import org.apache.parquet.example.data.simple.convert.GroupRecordConverter;
-import org.apache.parquet.hadoop.ParquetFileReader;
-import org.apache.parquet.hadoop.util.HadoopInputFile;
-import org.apache.parquet.io.ColumnIOFactory;
-import org.apache.parquet.io.RecordReader;
-import org.apache.parquet.schema.MessageType;
 import org.babaiquant.BadInputException;
+import org.babaiquant.spark.QuantizedLayout;
 import org.babaiquant.core.Json;
 import org.babaiquant.spark.Uris;
 
@@ -309,19 +303,10 @@ public record RunData(String uri, List<QuantizeRun> runs, List<Evaluation> evalu
 
     /** Every row of one Parquet file; returns its footer key-value metadata. Unreadable: a message naming the file. */
     private static Map<String, String> readFile(Configuration conf, FileStatus f, java.util.function.Consumer<Group> visitor) {
-        try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromStatus(f, conf))) {
-            MessageType schema = r.getFooter().getFileMetaData().getSchema();
-            PageReadStore pages;
-            while ((pages = r.readNextRowGroup()) != null) {
-                RecordReader<Group> rr = new ColumnIOFactory().getColumnIO(schema).getRecordReader(pages, new GroupRecordConverter(schema));
-                for (long i = 0; i < pages.getRowCount(); i++) {
-                    visitor.accept(rr.read());
-                }
-            }
-            return r.getFooter().getFileMetaData().getKeyValueMetaData();
-        } catch (IOException | RuntimeException e) {
-            throw new BadInputException("cannot read " + f.getPath() + " (truncated or not Parquet?): " + e.getMessage()
-                    + "; left out of the report", e);
+        try {
+            return QuantizedLayout.readFile(conf, f, visitor);
+        } catch (BadInputException e) {
+            throw new BadInputException(e.getMessage() + "; left out of the report", e.getCause());
         }
     }
 

@@ -410,22 +410,28 @@ public final class QuantizedLayout {
             List<FileStatus> files = new ArrayList<>(Arrays.asList(fs.listStatus(dir, p -> p.getName().endsWith(".parquet"))));
             files.sort(Comparator.comparing(s -> s.getPath().getName()));
             for (FileStatus f : files) {
-                try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromStatus(f, conf))) {
-                    MessageType schema = r.getFooter().getFileMetaData().getSchema();
-                    PageReadStore pages;
-                    while ((pages = r.readNextRowGroup()) != null) {
-                        RecordReader<Group> rr = new ColumnIOFactory().getColumnIO(schema).getRecordReader(pages, new GroupRecordConverter(schema));
-                        for (long i = 0; i < pages.getRowCount(); i++) {
-                            visitor.accept(rr.read());
-                        }
-                    }
-                } catch (IOException | RuntimeException e) {
-                    throw new BadInputException("cannot read " + f.getPath() + " (truncated or not Parquet?): " + e.getMessage(), e);
-                }
+                readFile(conf, f, visitor);
             }
             return true;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Every row of one Parquet file; returns its footer key-value metadata. Unreadable: a message naming the file. */
+    public static Map<String, String> readFile(Configuration conf, FileStatus f, Consumer<Group> visitor) {
+        try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromStatus(f, conf))) {
+            MessageType schema = r.getFooter().getFileMetaData().getSchema();
+            PageReadStore pages;
+            while ((pages = r.readNextRowGroup()) != null) {
+                RecordReader<Group> rr = new ColumnIOFactory().getColumnIO(schema).getRecordReader(pages, new GroupRecordConverter(schema));
+                for (long i = 0; i < pages.getRowCount(); i++) {
+                    visitor.accept(rr.read());
+                }
+            }
+            return r.getFooter().getFileMetaData().getKeyValueMetaData();
+        } catch (IOException | RuntimeException e) {
+            throw new BadInputException("cannot read " + f.getPath() + " (truncated or not Parquet?): " + e.getMessage(), e);
         }
     }
 }
