@@ -8,6 +8,8 @@
 // does (explicit _rn intrinsics: no FMA contraction), so the only differences come from the summation order of the
 // trailing products; in float32 they would flip codes at a rate far above the 1e-4 allowed.
 
+#include "dmma_f64.cuh"
+
 #define STRIP 32
 
 // One strip of columns [c1, c1 + width) (width ≤ STRIP) of the block that starts at i1, all rows in parallel, one
@@ -109,4 +111,19 @@ dgemm_sub(int m, int nc, int k, const double *a, int lda, const double *bm, int 
             if (r < m && cc < nc) c[(long)r * ldc + cc] -= acc[i][j];
         }
     }
+}
+
+// C[0:m, 0:n] += alpha · op(A) · op(B) on the tensor cores (dmma_f64.cuh), one 64 × 64 tile per block of DMMA_THREADS,
+// grid (⌈n/64⌉, ⌈m/64⌉); ta/tb: A/B stored transposed; tri: 0 all tiles, 1 only tiles touching the lower triangle,
+// 2 the upper (the Cholesky's trailing update needs the lower one only).
+extern "C" __global__ void __launch_bounds__(DMMA_THREADS)
+dgemm_tc(int ta, int tb, int tri, int m, int n, int k, double alpha, const double *a, long lda, const double *b,
+         long ldb, double *c, long ldc) {
+    const int row0 = blockIdx.y * DMMA_TILE, col0 = blockIdx.x * DMMA_TILE;
+    if (dmma_f64_skip(tri, row0, col0)) return;
+    __shared__ double smem[DMMA_SMEM_DOUBLES];
+    if (!ta && !tb) dmma_f64_tile<false, false>(m, n, k, alpha, a, lda, b, ldb, c, ldc, row0, col0, smem);
+    else if (!ta) dmma_f64_tile<false, true>(m, n, k, alpha, a, lda, b, ldb, c, ldc, row0, col0, smem);
+    else if (!tb) dmma_f64_tile<true, false>(m, n, k, alpha, a, lda, b, ldb, c, ldc, row0, col0, smem);
+    else dmma_f64_tile<true, true>(m, n, k, alpha, a, lda, b, ldb, c, ldc, row0, col0, smem);
 }

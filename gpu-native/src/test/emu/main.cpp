@@ -125,6 +125,38 @@ static void testSolver(int m, int n, int bs, int gs, bool clip) {
     CHECK(dw == 0 && dc == 0 && dl == 0, "solver");
 }
 
+// ---------------- DMMA tile (dmma_f64.cuh through solver.cu's dgemm_tc) ----------------
+// C += alpha·op(A)·op(B) against float64 sums on every transposition and triangle, with ragged m, n, k, leading
+// dimensions wider than the operands, and a sentinel region that must stay untouched.
+static void testDmma(int ta, int tb, int tri, int m, int n, int k, double alpha) {
+    long lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+    std::vector<double> a((size_t)(ta ? k : m) * lda), b((size_t)(tb ? n : k) * ldb), c((size_t)m * ldc);
+    for (auto &v : a) v = gauss();
+    for (auto &v : b) v = gauss();
+    for (auto &v : c) v = gauss();
+    std::vector<double> c0 = c;
+    launch({(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64)}, {128}, [&] {
+        dgemm_tc(ta, tb, tri, m, n, k, alpha, a.data(), lda, b.data(), ldb, c.data(), ldc);
+    });
+    double worst = 0; long wrongSkip = 0, touched = 0;
+    for (int i = 0; i < m; i++) for (int j = 0; j < ldc; j++) {
+        double got = c[(size_t)i * ldc + j], was = c0[(size_t)i * ldc + j];
+        bool inTile = j < n && !((tri == 1 && j / 64 > i / 64) || (tri == 2 && i / 64 > j / 64));
+        if (!inTile) { if (memcmp(&got, &was, 8)) (j < n ? wrongSkip : touched)++; continue; }
+        double s = 0, abs = 0;
+        for (int l = 0; l < k; l++) {
+            double x = ta ? a[(size_t)l * lda + i] : a[(size_t)i * lda + l];
+            double y = tb ? b[(size_t)j * ldb + l] : b[(size_t)l * ldb + j];
+            s += x * y; abs += fabs(x * y);
+        }
+        double d = fabs(was + alpha * s - got) / (fabs(was) + abs);
+        if (!(d <= worst)) worst = d;
+    }
+    printf("dmma ta=%d tb=%d tri=%d %dx%dx%d alpha=%g: worst %.2e, skipped tiles written %ld, outside written %ld\n",
+           ta, tb, tri, m, n, k, alpha, worst, wrongSkip, touched);
+    CHECK(worst <= 1e-14 && wrongSkip == 0 && touched == 0, "dmma");
+}
+
 // ---------------- GEMV ----------------
 static void testGemv(int bits, int in, int out, int gs, int batch, bool outliers) {
     int per = 32 / bits, groups = (in + gs - 1) / gs; unsigned mask = (1u << bits) - 1;
@@ -167,6 +199,11 @@ int main() {
     setvbuf(stdout, nullptr, _IONBF, 0);
     testHessian(37, 300);
     testHessian(16, 128);
+    for (int ta = 0; ta < 2; ta++) for (int tb = 0; tb < 2; tb++) testDmma(ta, tb, 0, 70, 130, 21, -1.0);
+    testDmma(0, 0, 0, 64, 64, 8, 1.0);
+    testDmma(1, 0, 1, 150, 150, 37, -1.0);
+    testDmma(1, 0, 2, 129, 129, 3, 1.0);
+    testDmma(0, 1, 1, 200, 70, 64, 0.5);
     testSolver(70, 200, 70, 32, true);
     testSolver(65, 130, 128, 16, false);
     testSolver(3, 64, 32, 64, true);

@@ -23,6 +23,6 @@ for f in hessian solver gemv; do
   sed -e 's/#include <cuda_fp16.h>//; s/#include <cuda_bf16.h>//' \
       -e 's/extern __shared__ float smem\[\];/float *smem = g_dyn_smem;/' "$cuda/$f.cu" > "$tmp/k_$f.h"
 done
-cp "$here/shim.h" "$here/main.cpp" "$tmp/"
-"$cxx" -std=c++20 -O2 -ffp-contract=off -pthread -o "$tmp/emu" "$tmp/main.cpp"
+cp "$here/shim.h" "$here/main.cpp" "$cuda"/*.cuh "$tmp/"
+"$cxx" -std=c++20 -O2 -ffp-contract=off -pthread -DBABAI_EMU -o "$tmp/emu" "$tmp/main.cpp"
 "$tmp/emu"

@@ -40,6 +40,23 @@ inline float half_bits_to_float(uint16_t h) {
 inline float __half2float(__half h) { return half_bits_to_float(h.x); }
 inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float((unsigned)b.x << 16); }
 using std::min; using std::max;
+// mma.sync.aligned.m8n8k4.row.col.f64 of one warp, with PTX's fragment layout (lane = 4·g + t): A(g, t) = a of lane
+// 4g+t; B(t, g) = b of lane 4g+t; D(g, 2t + i) = c_i of lane 4g+t. The warp's fragments meet in a table between two
+// block barriers (every thread of the block calls it uniformly, as the kernels do). Products summed in k order.
+inline double g_mma_a[64][32], g_mma_b[64][32];
+inline void emu_dmma_m8n8k4(double &c0, double &c1, double a, double b) {
+    unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane >> 2, t = lane & 3;
+    g_mma_a[warp][lane] = a; g_mma_b[warp][lane] = b;
+    g_bar->arrive_and_wait();
+    double s0 = 0, s1 = 0;
+    for (unsigned l = 0; l < 4; l++) {
+        double al = g_mma_a[warp][4 * g + l];
+        s0 += al * g_mma_b[warp][4 * (2 * t) + l];
+        s1 += al * g_mma_b[warp][4 * (2 * t + 1) + l];
+    }
+    g_bar->arrive_and_wait();
+    c0 += s0; c1 += s1;
+}
 // one block at a time, blockDim.x real threads with a barrier for __syncthreads
 inline void launch(dim3 grid, dim3 block, std::function<void()> body) {
     gridDim = grid; blockDim = block;
