@@ -2,7 +2,7 @@
 # Desk-check of the CUDA kernels' index math without a GPU: compiles src/main/cuda/*.cu with g++ (C++20) against
 # shim.h (one block at a time, blockDim.x std::threads, std::barrier for __syncthreads, static arrays for __shared__,
 # the _rn intrinsics as plain IEEE operations) and checks, in main.cpp, each kernel against a host reference:
-# hessian (f32, f16) against float64 sums, gptq_strip + dgemm_sub driven by LatticeSweep's loop bit for bit against a
+# hessian (f32, f16) against float64 sums, gptq_block + dgemm_add driven by LatticeSweep's loop bit for bit (and with dgemm_tc: codes) against a
 # port of HostSweep, gemv_dense_b2/b4/b8 + gemv_finish (slices, straddling and partial groups, CSR outliers, batch
 # 1..8) against float64. It says nothing about GPU-only behaviour (rounding of the GPU's own units, occupancy, races
 # beyond the barrier model, alignment), which the GPU check covers.

@@ -5,22 +5,29 @@ import java.util.List;
 
 /**
  * {@link SweepKernels} on the GPU (solver.cu). All buffers are allocated by {@link #setFactor}/{@link #setRows} and
- * freed by {@link #close}; W, the codes and E stay on the device for the whole sweep, only the results come back.
- * With {@code timeUpdates} every update is bracketed by CUDA events, for the benchmark's GFLOP/s.
+ * freed by {@link #close}; W, A, Δ and the codes stay on the device for the whole sweep, only the codes (one byte
+ * each when clipping) and the per-row loss, bound and clipped count come back. The lazy updates run on the tensor cores
+ * ({@code dgemm_tc}, dmma_f64.cuh) or, with {@code exactUpdates}, on {@code dgemm_add}, whose summation order
+ * {@link HostSweep} follows: that path must equal the host twin bit for bit. With {@code timeUpdates} every update is
+ * bracketed by CUDA events, for the benchmark's GFLOP/s.
  */
 final class CudaSweep implements SweepKernels {
-    private static final int STRIP_THREADS = 64;
+    private static final int BLOCK_THREADS = 128;
+    /** Rows per block of gptq_block: 4 warps × 2 rows (solver.cu SWEEP_WARPS × SWEEP_ROWS). */
+    private static final int BLOCK_ROWS = 8;
     private static final int GEMM_TILE = 64;
 
     private final CudaDevice dev;
     private final boolean timeUpdates;
+    private final boolean exactUpdates;
     private final List<CudaDevice.Timer> timers = new ArrayList<>();
     private final List<DeviceBuffer> rowBuffers = new ArrayList<>();
-    private DeviceBuffer u;
+    private DeviceBuffer ut;
     private DeviceBuffer groupOf;
     private DeviceBuffer w;
+    private DeviceBuffer a;
     private DeviceBuffer codes;
-    private DeviceBuffer e;
+    private DeviceBuffer delta;
     private DeviceBuffer scale;
     private DeviceBuffer zero;
     private DeviceBuffer loss;
@@ -34,19 +41,20 @@ final class CudaSweep implements SweepKernels {
     private int groups;
     private double updateMillis;
 
-    CudaSweep(CudaDevice dev, boolean timeUpdates) {
+    CudaSweep(CudaDevice dev, boolean timeUpdates, boolean exactUpdates) {
         this.dev = dev;
         this.timeUpdates = timeUpdates;
+        this.exactUpdates = exactUpdates;
     }
 
     @Override
-    public void setFactor(double[] uHost, int n, int[] groupOfHost, int bs, boolean clip, int maxq) {
+    public void setFactor(double[] utHost, int n, int[] groupOfHost, int bs, boolean clip, int maxq) {
         this.n = n;
         this.bs = bs;
         this.clip = clip;
         this.maxq = maxq;
-        u = DeviceBuffer.doubles(dev, (long) n * n, "U " + n + "x" + n);
-        u.upload(uHost, (long) n * n);
+        ut = DeviceBuffer.doubles(dev, (long) n * n, "factor " + n + "x" + n);
+        ut.upload(utHost, (long) n * n);
         groupOf = DeviceBuffer.ints(dev, n, "group of column");
         groupOf.upload(groupOfHost, n);
     }
@@ -60,8 +68,10 @@ final class CudaSweep implements SweepKernels {
         long mn = (long) m * n;
         w = keep(DeviceBuffer.doubles(dev, mn, "W " + m + "x" + n));
         w.upload(wp, mn);
-        codes = keep(DeviceBuffer.ints(dev, mn, "codes"));
-        e = keep(DeviceBuffer.doubles(dev, (long) m * bs, "E " + m + "x" + bs));
+        a = keep(DeviceBuffer.doubles(dev, mn, "accumulators " + m + "x" + n));
+        a.zero();
+        codes = keep(DeviceBuffer.alloc(dev, mn * SweepKernels.codeBytes(clip), "codes"));
+        delta = keep(DeviceBuffer.doubles(dev, (long) m * bs, "residuals " + m + "x" + bs));
         scale = keep(DeviceBuffer.doubles(dev, (long) m * groups, "scales"));
         scale.upload(scaleHost, (long) m * groups);
         zero = keep(DeviceBuffer.doubles(dev, (long) m * groups, "zeros"));
@@ -81,8 +91,8 @@ final class CudaSweep implements SweepKernels {
 
     @Override
     public void strip(int i1, int c1, int width) {
-        dev.launch("gptq_strip", (m + STRIP_THREADS - 1) / STRIP_THREADS, 1, STRIP_THREADS, 0,
-                w, codes, n, e, bs, u, n, scale, zero, groups, groupOf, m, i1, c1, width, clip ? 1 : 0, maxq,
+        dev.launch("gptq_block", (m + BLOCK_ROWS - 1) / BLOCK_ROWS, 1, BLOCK_THREADS, 0,
+                w, a, codes, n, delta, bs, ut, n, scale, zero, groups, groupOf, m, i1, c1, width, clip ? 1 : 0, maxq,
                 loss, bound, clipped);
     }
 
@@ -95,19 +105,24 @@ final class CudaSweep implements SweepKernels {
             t.start();
         }
         int nc = j1 - j0;
-        dev.launch("dgemm_sub", (nc + GEMM_TILE - 1) / GEMM_TILE, (m + GEMM_TILE - 1) / GEMM_TILE, 256, 0,
-                m, nc, k, e.at(c1 - i1, 8), bs, u.at((long) c1 * n + j0, 8), n, w.at(j0, 8), n);
+        int gx = (nc + GEMM_TILE - 1) / GEMM_TILE;
+        int gy = (m + GEMM_TILE - 1) / GEMM_TILE;
+        if (exactUpdates) {
+            dev.launch("dgemm_add", gx, gy, 256, 0,
+                    m, nc, k, delta.at(c1 - i1, 8), bs, ut.at((long) c1 * n + j0, 8), n, a.at(j0, 8), n);
+        } else {
+            dev.launch("dgemm_tc", gx, gy, BLOCK_THREADS, 0, 0, 0, 0, m, nc, k, 1.0,
+                    delta.at(c1 - i1, 8), (long) bs, ut.at((long) c1 * n + j0, 8), (long) n, a.at(j0, 8), (long) n);
+        }
         if (t != null) {
             t.stop();
         }
     }
 
     @Override
-    public void download(double[] wp, int[] codesOut, double[] lossOut, double[] boundOut, int[] clippedOut) {
+    public void download(byte[] codesOut, double[] lossOut, double[] boundOut, int[] clippedOut) {
         dev.synchronize("GPTQ sweep");
-        long mn = (long) m * n;
-        w.download(wp, mn);
-        codes.download(codesOut, mn);
+        codes.download(codesOut, (long) m * n * SweepKernels.codeBytes(clip));
         loss.download(lossOut, m);
         bound.download(boundOut, m);
         clipped.download(clippedOut, m);
@@ -127,9 +142,9 @@ final class CudaSweep implements SweepKernels {
     public void close() {
         rowBuffers.forEach(DeviceBuffer::close);
         rowBuffers.clear();
-        if (u != null) {
-            u.close();
-            u = null;
+        if (ut != null) {
+            ut.close();
+            ut = null;
         }
         if (groupOf != null) {
             groupOf.close();
