@@ -2,6 +2,7 @@
 #include "shim.h"
 #include "k_hessian.h"
 #include "k_solver.h"
+#include "k_cholesky.h"
 #include "k_gemv.h"
 #include <cstdio>
 #include <random>
@@ -178,6 +179,63 @@ static void testDmma(int ta, int tb, int tri, int m, int n, int k, double alpha)
     CHECK(worst <= 1e-14 && wrongSkip == 0 && touched == 0, "dmma");
 }
 
+// ---------------- device Cholesky (cholesky.cu) ----------------
+// The kernels in LatticeSweep's order (DeviceFactor.java) against a plain unblocked host Cholesky of the same gathered,
+// damped matrix, reversed: Ũ to 1e-12 of max |Ũ|; with a pivot made negative, the flag names the first failing column.
+static int hostCholesky(std::vector<double> &a, int n) {  // lower, in place; returns failing column + 1 or 0
+    for (int j = 0; j < n; j++) {
+        double d = a[(size_t)j * n + j];
+        for (int q = 0; q < j; q++) d -= a[(size_t)j * n + q] * a[(size_t)j * n + q];
+        if (!(d > 0)) return j + 1;
+        double l = sqrt(d); a[(size_t)j * n + j] = l;
+        for (int i = j + 1; i < n; i++) {
+            double s = a[(size_t)i * n + j];
+            for (int q = 0; q < j; q++) s -= a[(size_t)i * n + q] * a[(size_t)j * n + q];
+            a[(size_t)i * n + j] = s / l;
+        }
+    }
+    return 0;
+}
+static void testCholesky(int n, int tokens, int breakAt) {
+    std::vector<double> x((size_t)tokens * n), h((size_t)n * n, 0.0);
+    for (auto &v : x) v = gauss();
+    for (int t = 0; t < tokens; t++) for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) h[(size_t)i * n + j] += x[(size_t)t * n + i] * x[(size_t)t * n + j];
+    std::vector<int> perm(n); for (int i = 0; i < n; i++) perm[i] = i; std::shuffle(perm.begin(), perm.end(), rng);
+    double lambda = 0.01 * tokens;
+    if (breakAt >= 0) { int c = perm[n - 1 - breakAt]; h[(size_t)c * n + c] = -lambda - 5.0 * tokens; }
+    std::vector<double> ref((size_t)n * n);
+    for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) ref[(size_t)i * n + j] = h[(size_t)perm[n - 1 - i] * n + perm[n - 1 - j]] + (i == j ? lambda : 0.0);
+    int refFlag = hostCholesky(ref, n);
+    std::vector<double> a((size_t)n * n, NAN), ut((size_t)n * n, NAN), diag(n);
+    int flag = 0;
+    launch({(unsigned)((n + 31) / 32), (unsigned)((n + 7) / 8)}, {256}, [&] { chol_gather(h.data(), n, perm.data(), lambda, a.data()); });
+    for (int k0 = 0; k0 < n; k0 += 64) {
+        int b = std::min(64, n - k0), k2 = k0 + b;
+        launch({1}, {256}, [&] { chol_diag(a.data(), n, k0, &flag); });
+        if (k2 < n) {
+            launch({(unsigned)((n - k2 + 127) / 128)}, {128}, [&] { chol_panel(a.data(), n, k0, &flag); });
+            unsigned t = (unsigned)((n - k2 + 63) / 64);
+            launch({t, t}, {128}, [&] { chol_update(n - k2, b, a.data() + (size_t)k2 * n + k0, n, a.data() + (size_t)k2 * n + k2, &flag); });
+        }
+    }
+    if (breakAt >= 0) {
+        printf("cholesky n=%d broken at %d: flag %d, host reference fails at %d\n", n, breakAt, flag, refFlag);
+        CHECK(flag == refFlag && flag > 0, "cholesky flag");
+        return;
+    }
+    launch({(unsigned)((n + 31) / 32), (unsigned)((n + 7) / 8)}, {256}, [&] { chol_reverse(a.data(), n, ut.data(), diag.data()); });
+    double worst = 0, top = 0; long below = 0;
+    for (int i = 0; i < n; i++) for (int j = 0; j < n; j++) {
+        double want = j >= i ? ref[(size_t)(n - 1 - i) * n + (n - 1 - j)] : 0.0, got = ut[(size_t)i * n + j];
+        if (j < i && got != 0.0) below++;
+        top = std::max(top, fabs(want));
+        double d = fabs(want - got); if (!(d <= worst)) worst = d;
+    }
+    for (int i = 0; i < n; i++) if (diag[i] != ut[(size_t)i * n + i]) below++;
+    printf("cholesky n=%d: flag %d, worst |dU|/max|U| %.2e, wrong zeros/diagonal %ld\n", n, flag, worst / top, below);
+    CHECK(flag == 0 && refFlag == 0 && worst / top <= 1e-12 && below == 0, "cholesky");
+}
+
 // ---------------- GEMV ----------------
 static void testGemv(int bits, int in, int out, int gs, int batch, bool outliers) {
     int per = 32 / bits, groups = (in + gs - 1) / gs; unsigned mask = (1u << bits) - 1;
@@ -225,6 +283,10 @@ int main() {
     testDmma(1, 0, 1, 150, 150, 37, -1.0);
     testDmma(1, 0, 2, 129, 129, 3, 1.0);
     testDmma(0, 1, 1, 200, 70, 64, 0.5);
+    testCholesky(150, 400, -1);
+    testCholesky(64, 100, -1);
+    testCholesky(200, 300, 70);
+    testCholesky(130, 200, 0);
     testSolver(40, 200, 70, 32, true, false);
     testSolver(33, 300, 256, 16, false, false);
     testSolver(3, 64, 32, 64, true, false);
