@@ -1,5 +1,7 @@
 package org.babaiquant.gpu;
 
+import org.babaiquant.core.DampedFactor;
+
 import java.util.ArrayList;
 import java.util.List;
 
@@ -49,12 +51,56 @@ final class CudaSweep implements SweepKernels {
 
     @Override
     public void setFactor(double[] utHost, int n, int[] groupOfHost, int bs, boolean clip, int maxq) {
+        DeviceBuffer u = DeviceBuffer.doubles(dev, (long) n * n, "factor " + n + "x" + n);
+        u.upload(utHost, (long) n * n);
+        adoptFactor(u, n, groupOfHost, bs, clip, maxq);
+    }
+
+    @Override
+    public Factor factor(double[] h, int n, int[] perm, double percdamp, int maxTries, int[] groupOf, int bs,
+                         boolean clip, int maxq) {
+        double meanDiag = 0; // summed in the original order, as DampedFactor
+        for (int i = 0; i < n; i++) {
+            meanDiag += h[i * n + i];
+        }
+        meanDiag /= n;
+        long nn = (long) n * n;
+        DeviceBuffer u = DeviceBuffer.doubles(dev, nn, "factor " + n + "x" + n);
+        try (DeviceBuffer hd = DeviceBuffer.doubles(dev, nn, "H " + n + "x" + n);
+             DeviceBuffer a = DeviceBuffer.doubles(dev, nn, "Cholesky work " + n + "x" + n);
+             DeviceBuffer pd = DeviceBuffer.ints(dev, n, "column order");
+             DeviceBuffer flag = DeviceBuffer.ints(dev, 1, "pivot flag");
+             DeviceBuffer diag = DeviceBuffer.doubles(dev, n, "factor diagonal")) {
+            hd.upload(h, nn);
+            pd.upload(perm, n);
+            int[] failed = new int[1];
+            DampedFactor.Damping d = DampedFactor.escalate(meanDiag, percdamp, maxTries, (lambda, attempt) -> {
+                flag.zero();
+                DeviceCholesky.run(dev, hd, n, pd, lambda, a, flag);
+                flag.download(failed, 1);
+                return failed[0] == 0;
+            });
+            DeviceCholesky.reverse(dev, a, n, u, diag);
+            double[] dg = new double[n];
+            diag.download(dg, n);
+            double traceD = 0; // as DampedFactor: Σ_k Ũ_kk² in k order
+            for (int k = 0; k < n; k++) {
+                traceD += dg[k] * dg[k];
+            }
+            adoptFactor(u, n, groupOf, bs, clip, maxq);
+            return new Factor(d, traceD);
+        } catch (RuntimeException | Error e) {
+            u.close();
+            throw e;
+        }
+    }
+
+    private void adoptFactor(DeviceBuffer u, int n, int[] groupOfHost, int bs, boolean clip, int maxq) {
         this.n = n;
         this.bs = bs;
         this.clip = clip;
         this.maxq = maxq;
-        ut = DeviceBuffer.doubles(dev, (long) n * n, "factor " + n + "x" + n);
-        ut.upload(utHost, (long) n * n);
+        ut = u;
         groupOf = DeviceBuffer.ints(dev, n, "group of column");
         groupOf.upload(groupOfHost, n);
     }

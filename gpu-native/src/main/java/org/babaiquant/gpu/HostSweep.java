@@ -1,5 +1,8 @@
 package org.babaiquant.gpu;
 
+import org.babaiquant.core.DampedFactor;
+import org.babaiquant.core.DenseKernels;
+
 import java.util.stream.IntStream;
 
 /**
@@ -38,6 +41,14 @@ final class HostSweep implements SweepKernels {
         this.bs = bs;
         this.clip = clip;
         this.maxq = maxq;
+    }
+
+    @Override
+    public Factor factor(double[] h, int n, int[] perm, double percdamp, int maxTries, int[] groupOf, int bs,
+                         boolean clip, int maxq) {
+        DampedFactor.Upper f = DampedFactor.upperInPlace(h.clone(), n, perm, percdamp, maxTries, DenseKernels.get());
+        setFactor(f.ut(), n, groupOf, bs, clip, maxq);
+        return new Factor(new DampedFactor.Damping(f.percdamp(), f.lambda(), f.attempts()), f.traceD());
     }
 
     @Override

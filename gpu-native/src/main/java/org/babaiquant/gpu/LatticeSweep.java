@@ -1,6 +1,7 @@
 package org.babaiquant.gpu;
 
 import org.babaiquant.core.ColumnOrder;
+import org.babaiquant.core.Dense;
 import org.babaiquant.core.DenseKernels;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.LayerReport;
@@ -12,9 +13,13 @@ import java.util.function.Supplier;
 
 /**
  * GPTQ (blocked, lazy updates) as core's {@link GptqSolver} runs it — Babai's nearest plane on the one-Cholesky factor
- * Ũ, no inverse — with the column sweep on {@link SweepKernels}. The host does what is O(n²) or a one-off: validation,
- * dead columns, the grid, the column order and the factorisation (core's {@link GptqSolver#prepareAndFactor}: the CPU
- * solver's own factor Ũ, so damping, order and tr(D) are the CPU solver's). The kernels do the O(m·n²) sweep:
+ * Ũ, no inverse — with the factorisation and the column sweep on {@link SweepKernels}. The host does what is O(m·n)
+ * or less: validation, dead columns, the grid, the column order (core's {@link GptqSolver#prepare}). The kernels
+ * factor ({@link SweepKernels#factor}: damping escalated exactly as core's DampedFactor, on the device for CUDA) —
+ * except for min-pivot order, whose pivoted Cholesky picks every pivot as the argmin of the current Schur complement's
+ * diagonal (n data-dependent global reductions between rank-1 updates, no blocked form with a fixed order), so it
+ * stays core's host step ({@link GptqSolver#prepareAndFactor}) and its factor is uploaded. The kernels then do the
+ * O(m·n²) sweep:
  * <pre>
  *   for each lazy block [i1, i2) of bs columns:
  *     for each launch [c1, c2) of ≤ 128 columns:    strip(i1, c1, c2 − c1)     columns, rows in parallel
@@ -37,7 +42,7 @@ final class LatticeSweep {
     }
 
     /** Timings and work of the last sweep, for the benchmark. */
-    record Stats(double hostSeconds, double sweepSeconds, double updateFlops) {}
+    record Stats(double hostSeconds, double factorSeconds, double sweepSeconds, double updateFlops) {}
 
     /** GPTQ on the given kernels; {@code stats}, if not null, receives [0] the timings. */
     static QuantizedLayer quantize(double[][] w0, double[][] h0, GptqSolver.Options opt, QuantGrid fixedGrid,
@@ -52,16 +57,18 @@ final class LatticeSweep {
             throw new IllegalArgumentException("the lattice sweep runs GPTQ; " + opt.method() + " runs on the CPU");
         }
         long t0 = System.nanoTime();
-        GptqSolver.Factored fp = GptqSolver.prepareAndFactor(w0, h0, opt, fixedGrid, DenseKernels.get());
-        GptqSolver.Prepared p = fp.prepared();
+        // min-pivot's pivoted Cholesky stays a host step (see the class comment); every other order factors on the
+        // kernels' side
+        boolean hostFactor = opt.order() == ColumnOrder.MIN_PIVOT;
+        GptqSolver.Factored fp = hostFactor ? GptqSolver.prepareAndFactor(w0, h0, opt, fixedGrid, DenseKernels.get())
+                : null;
+        GptqSolver.Prepared p = hostFactor ? fp.prepared() : GptqSolver.prepare(w0, h0, opt, fixedGrid);
         double[][] w = p.w();
         QuantGrid grid = p.grid();
         int[] perm = p.perm();
         LayerReport rep = p.report();
         int rows = w.length;
         int n = w[0].length;
-
-        double[] ut = fp.factor().ut();
 
         int groups = grid.groups();
         int[] groupOf = new int[n];
@@ -75,8 +82,21 @@ final class LatticeSweep {
         long s0 = System.nanoTime();
         double flops = 0;
         int slab = slabSize > 0 ? slabSize : slabRows(rows, n);
+        double factorSeconds;
         try (SweepKernels k = kernels.get()) {
-            k.setFactor(ut, n, groupOf, bs, opt.clip(), grid.maxq);
+            if (hostFactor) {
+                k.setFactor(fp.factor().ut(), n, groupOf, bs, opt.clip(), grid.maxq);
+            } else {
+                double[] hf = Dense.flatten(p.h());
+                SweepKernels.Factor f = k.factor(hf, n, perm, opt.percdamp(), opt.maxDampTries(), groupOf, bs,
+                        opt.clip(), grid.maxq);
+                rep.percdampUsed = f.damping().percdamp();
+                rep.lambda = f.damping().lambda();
+                rep.dampAttempts = f.damping().attempt();
+                rep.traceD = f.traceD();
+            }
+            factorSeconds = (System.nanoTime() - s0) / 1e9;
+            s0 = System.nanoTime();
             for (int r0 = 0; r0 < rows; r0 += slab) {
                 int m = Math.min(slab, rows - r0);
                 double[] wp = new double[m * n];
@@ -117,7 +137,7 @@ final class LatticeSweep {
         rep.bitsPerWeight = GptqSolver.checkpointBitsPerWeight(rows, n, grid, opt.order() != ColumnOrder.NATURAL);
         rep.seconds = (System.nanoTime() - t0) / 1e9;
         if (stats != null) {
-            stats[0] = new Stats(hostSeconds, sweepSeconds, flops);
+            stats[0] = new Stats(hostSeconds, factorSeconds, sweepSeconds, flops);
         }
         return new QuantizedLayer(codes, grid, perm, dq, rep);
     }

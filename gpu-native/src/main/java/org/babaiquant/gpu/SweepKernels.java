@@ -17,6 +17,21 @@ interface SweepKernels extends AutoCloseable {
     /** Ũ (row-major n × n, upper triangle), the group of each processing column, the lazy block size, the grid's rule. */
     void setFactor(double[] ut, int n, int[] groupOf, int bs, boolean clip, int maxq);
 
+    /**
+     * Computes Ũ itself — core's DampedFactor.upper of {@code h} (flat n × n, original column order, dead columns
+     * already set to 1) for the processing order {@code perm}, damping escalated by DampedFactor.escalate — then is
+     * set up as by {@link #setFactor}. {@link CudaSweep}: on the device (cholesky.cu), H uploaded once and kept as the
+     * copy every escalation restarts from; {@link HostSweep}: core's own factorisation. Returns the damping used and
+     * tr(D) = Σ Ũ_kk² for the report.
+     *
+     * @throws org.babaiquant.core.NotPositiveDefiniteException when the last escalation fails
+     */
+    Factor factor(double[] h, int n, int[] perm, double percdamp, int maxTries, int[] groupOf, int bs, boolean clip,
+                  int maxq);
+
+    /** What {@link #factor} reports. */
+    record Factor(org.babaiquant.core.DampedFactor.Damping damping, double traceD) {}
+
     /** A slab of rows: W permuted (m × n), scales and zeros (m × groups); resets A, codes, loss, bound, clipped. */
     void setRows(double[] wp, int m, double[] scale, double[] zero, int groups);
 
