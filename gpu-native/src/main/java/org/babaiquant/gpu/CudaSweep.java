@@ -179,6 +179,13 @@ final class CudaSweep implements SweepKernels {
         timers.clear();
     }
 
+    /** The factor Ũ as the kernels hold it (row-major n × n), for the parity check against core's factor. */
+    double[] factorOnHost() {
+        double[] u = new double[Math.multiplyExact(n, n)];
+        ut.download(u, (long) n * n);
+        return u;
+    }
+
     /** GPU time spent in updates so far (only with {@code timeUpdates}). */
     double updateSeconds() {
         return updateMillis / 1e3;
