@@ -98,7 +98,7 @@ public final class GptqSolver {
         long t0 = System.nanoTime();
         Factored setup = setup(w0, h0, opt, fixedGrid, opt.method() == Method.GPTQ, kernels);
         if (opt.method() == Method.GPTQ) {
-            return sweep(setup, opt, kernels, t0);
+            return sweep(setup, opt, kernels, t0, new SweepTimings());
         }
         Prepared p = setup.prepared();
         double[][] w = p.w();
@@ -216,10 +216,16 @@ public final class GptqSolver {
      * read; the factor is only read.
      */
     public static QuantizedLayer sweep(Factored setup, Options opt, DenseKernels kernels) {
-        return sweep(setup, opt, kernels, System.nanoTime());
+        return sweep(setup, opt, kernels, new SweepTimings());
     }
 
-    private static QuantizedLayer sweep(Factored setup, Options opt, DenseKernels kernels, long t0) {
+    /** As {@link #sweep(Factored, Options, DenseKernels)}, recording where the time goes in {@code timings}. */
+    public static QuantizedLayer sweep(Factored setup, Options opt, DenseKernels kernels, SweepTimings timings) {
+        return sweep(setup, opt, kernels, System.nanoTime(), timings);
+    }
+
+    private static QuantizedLayer sweep(Factored setup, Options opt, DenseKernels kernels, long t0,
+                                        SweepTimings timings) {
         if (opt.method() != Method.GPTQ || setup.factor() == null) {
             throw new IllegalArgumentException("the sweep runs GPTQ on a factor, not " + opt.method());
         }
@@ -227,11 +233,17 @@ public final class GptqSolver {
         double[][] w = p.w();
         int rows = w.length;
         int n = w[0].length;
-        int[][] codes = new int[rows][n];
-        double[][] dq = new double[rows][n];
+        // the results' rows allocated (and zeroed, page by page) on every core
+        int[][] codes = new int[rows][];
+        double[][] dq = new double[rows][];
+        IntStream.range(0, rows).parallel().forEach(r -> {
+            codes[r] = new int[n];
+            dq[r] = new double[n];
+        });
         DampedFactor.Upper f = setup.factor();
         LayerReport rep = p.report(); // its damping fields were recorded with the factor
-        NearestPlaneSweep.run(w, f, p.perm(), p.grid(), opt.clip(), opt.blockSize(), codes, dq, rep, kernels);
+        NearestPlaneSweep.run(w, f, p.perm(), p.grid(), opt.clip(), opt.blockSize(), -1, codes, dq, rep, kernels,
+                timings);
         rep.bitsPerWeight = checkpointBitsPerWeight(rows, n, p.grid(), opt.order() != ColumnOrder.NATURAL);
         rep.seconds = (System.nanoTime() - t0) / 1e9;
         return new QuantizedLayer(codes, p.grid(), p.perm(), dq, rep);

@@ -297,7 +297,8 @@ class SolverAgreementTest {
         rep.rowClipped = new int[29];
         int[][] codes = new int[29][n];
         double[][] dq = new double[29][n];
-        NearestPlaneSweep.run(w, f, whole.perm(), whole.grid(), true, 128, 8, codes, dq, rep, DenseKernels.get());
+        NearestPlaneSweep.run(w, f, whole.perm(), whole.grid(), true, 128, 8, codes, dq, rep, DenseKernels.get(),
+                new SweepTimings());
         for (int r = 0; r < 29; r++) {
             assertArrayEquals(whole.codes()[r], codes[r], "seed " + seed + " row " + r);
             assertArrayEquals(whole.dequant()[r], dq[r], 0.0, "seed " + seed + " row " + r);
@@ -325,7 +326,8 @@ class SolverAgreementTest {
         rep.rowClipped = new int[rows];
         int[][] codes = new int[rows][n];
         double[][] dq = new double[rows][n];
-        NearestPlaneSweep.run(w, f, whole.perm(), whole.grid(), true, 32, 8, codes, dq, rep, DenseKernels.get());
+        NearestPlaneSweep.run(w, f, whole.perm(), whole.grid(), true, 32, 8, codes, dq, rep, DenseKernels.get(),
+                new SweepTimings());
         for (int r = 0; r < rows; r++) {
             assertArrayEquals(whole.codes()[r], codes[r], "seed " + seed + " row " + r);
             assertArrayEquals(whole.dequant()[r], dq[r], 0.0, "seed " + seed + " row " + r);

@@ -9,6 +9,7 @@ import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.core.SweepTimings;
 import org.babaiquant.io.Npy;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -230,6 +231,7 @@ public final class BenchCommand implements Callable<Integer> {
             double sweep = 0;
             double total = Double.POSITIVE_INFINITY;
             double peakHeap = 0;
+            SweepTimings sweepParts = null;
             QuantizedLayer ours = null;
             for (int rep = 0; rep < reps; rep++) {
                 ours = null;
@@ -239,12 +241,14 @@ public final class BenchCommand implements Callable<Integer> {
                     GptqSolver.Factored setup = GptqSolver.prepareAndFactor(w, h, opt, null, kernels);
                     double f = seconds(t0);
                     long t1 = System.nanoTime();
-                    ours = GptqSolver.sweep(setup, opt, kernels);
+                    SweepTimings parts = new SweepTimings();
+                    ours = GptqSolver.sweep(setup, opt, kernels, parts);
                     double sw = seconds(t1);
                     if (f + sw < total) {
                         factor = f;
                         sweep = sw;
                         total = f + sw;
+                        sweepParts = parts;
                     }
                     peakHeap = Math.max(peakHeap, heap.peak());
                 }
@@ -302,6 +306,7 @@ public final class BenchCommand implements Callable<Integer> {
                     load0, load());
             System.out.println(line);
             md.add(line);
+            System.out.println("    our sweep's parts (in process): " + sweepParts);
             if (bestPeer != null) {
                 String detail = "    NumPy peer's own timings (best run): " + bestPeer.lastLine();
                 System.out.println(detail);
