@@ -284,6 +284,14 @@ public record TiledLayer(int bits, int in, int out, int groupSize, boolean zeros
 
     // ---- the kernel's arithmetic on the CPU --------------------------------------------------------------------------
 
+    /** Warps the split-K rule aims at (≈ 8 per SM of a 132-SM H200; a function of the shape only, so any GPU sums alike). */
+    static final int TARGET_WARPS = 1024;
+
+    /** The kernel's split-K count: enough (16-output tile, split) warps to fill the GPU, at most one per chunk. */
+    public int defaultSplits() {
+        return Math.max(1, Math.min(chunks(), (TARGET_WARPS + outTiles() - 1) / outTiles()));
+    }
+
     /** The split-K partition the kernel uses: split s covers chunks {@code [s·chunks/splits, (s+1)·chunks/splits)}. */
     public static int splitStart(int s, int chunks, int splits) {
         return (int) ((long) s * chunks / splits);
