@@ -18,13 +18,11 @@
 // load) into shared memory through a STAGES-deep cp.async ring (each lane reads back only what it copied: no barrier),
 // decodes and issues 2·16·NT mma per chunk. Split s writes partial[s][b][o]; gemv_tc_finish adds the splits in split
 // order (deterministic for a given split count) and the outliers.
+#ifdef BABAI_EMU
+#include "emu_tc.h"  // host stand-ins (src/test/emu): cp.async as a copy, mma.m16n8k16 through a warp exchange
+#else
 #include <cuda_fp16.h>
 #include <stdint.h>
-
-#define TC_WARPS 4
-#define TC_THREADS (TC_WARPS * 32)
-#define CHUNK_K 256
-#define SEGMENT_TILES 8
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
@@ -41,6 +39,12 @@ __device__ __forceinline__ void mma16816(float *d, const unsigned *a, unsigned b
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif
+
+#define TC_WARPS 4
+#define TC_THREADS (TC_WARPS * 32)
+#define CHUNK_K 256
+#define SEGMENT_TILES 8
 
 // Register `reg` of pair p (= 4·tile + reg) from the lane's words: half2(1024 + q_lo, 1024 + q_hi) as raw bits.
 template <int BITS>
