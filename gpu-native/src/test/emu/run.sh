@@ -27,3 +27,4 @@ done
 cp "$here/shim.h" "$here/main.cpp" "$cuda"/*.cuh "$tmp/"
 "$cxx" -std=c++20 -O2 -ffp-contract=off -pthread -DBABAI_EMU -o "$tmp/emu" "$tmp/main.cpp"
 "$tmp/emu"
+"$here/gemv_tc_run.sh"  # the tensor-core GEMV (gpukernels): its own harness, emu_tc.h

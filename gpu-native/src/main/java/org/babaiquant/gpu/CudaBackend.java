@@ -296,6 +296,15 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
         return new CudaLinear(l.bits(), l.groupSize(), cols, rows, qw, scales, zeros, l.rowPtr(), l.col(), l.offset());
     }
 
+    /**
+     * A layer repacked for the tensor-core GEMV ({@code gemv_tc.cu}, batch up to 16, 2/3/4/8 bits, any {@code g_idx}),
+     * resident on this device. Not yet what {@link #gptqLinear}/{@link #ssqrLinear} return: those stay on the GEMV
+     * measured on the H200 until the GPU check has run this one (gpu-native/README).
+     */
+    public TiledLinear tiledLinear(org.babaiquant.serving.TiledLayer layer) {
+        return new TiledLinear(this, layer);
+    }
+
     /** The shapes the GEMV kernels take: 2/4/8 bits, inputs and groups in whole 32-bit words. */
     private static void checkGemvShape(int bits, int groupSize, int in, String what) {
         if (bits != 2 && bits != 4 && bits != 8) {

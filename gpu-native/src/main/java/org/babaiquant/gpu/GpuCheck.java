@@ -118,6 +118,7 @@ public final class GpuCheck {
                 if (bench) {
                     check.bench(cuda);
                 }
+                check.failures += ServingCheck.run(cuda, tee, outDir, seed, bench, 90); // issue 16 (gpukernels)
                 String t = check.formatTable();
                 tee.println();
                 tee.print(t);
