@@ -114,7 +114,7 @@ case "$mode" in
     cp gpu-native/target/lib/*.jar "$lib/"
     # quantize-layer without Spark (org.babaiquant.cli.LayerMain): the CLI classes (the unshaded jar, 0.4 MB) + picocli
     cp spark-jobs/target/babai-quant-spark-jobs-*-SNAPSHOT.jar "$lib/"
-    picocli=$(mvn -o -q help:evaluate -Dexpression=picocli.version -DforceStdout 2>/dev/null || echo 4.7.7)
+    picocli=$(sed -n 's:.*<picocli.version>\(.*\)</picocli.version>.*:\1:p' pom.xml)
     cp "$HOME/.m2/repository/info/picocli/picocli/$picocli/picocli-$picocli.jar" "$lib/"
     # keep only libJCudaDriver in the natives jar (the runtime, NVRTC and PTX-compiler bindings are 25 MB unused)
     natives=$(ls "$lib"/jcuda-natives-*.jar)
@@ -123,7 +123,7 @@ case "$mode" in
       && rm -f "$root/$natives" && jar cf "$root/$natives" lib)
     rm -rf "$tmp"
     shared=${SHARED:-$root/../shared}
-    JLINK_MODULES=java.base,java.logging,java.management,jdk.unsupported,jdk.incubator.vector \
+    JLINK_MODULES=java.base,java.logging,java.management,jdk.unsupported \
       "$shared/gpu/make-device-bundle.sh" "$lib"
     echo "prepared: run on the GPU host with carry [\".device\"]: bash gpu-native/scripts/gpu-check.sh"
     ;;
