@@ -21,8 +21,9 @@ import java.util.logging.Logger;
  * are synchronized, so tasks sharing a GPU take turns. A {@link CudaException.Recoverable} (out of memory) leaves the
  * device usable and the caller may run the same work on {@link QuantBackend#cpu()}.
  *
- * <p>What runs where: the Hessian and the GEMV entirely on the GPU; for GPTQ, the O(m·n²) column sweep on the GPU and
- * the factorisation on the CPU (see {@link LatticeSweep}); methods RTN and BABAI run core's CPU solver (RTN has no
+ * <p>What runs where: the Hessian and the GEMV entirely on the GPU; for GPTQ, the factorisation (except min-pivot's),
+ * the sweep and its lazy updates on the GPU, validation, grid and order on the host (see {@link LatticeSweep});
+ * methods RTN and BABAI run core's CPU solver (RTN has no
  * sweep; Babai's direct formulation is the CPU oracle, with the same codes as GPTQ).
  */
 public final class CudaBackend implements QuantBackend, ServingKernels {
