@@ -17,7 +17,8 @@
 # ARGS go to GpuCheck: --skip-bench, --seed S, --device N, --budget SECONDS (default 420: benchmarks that would not
 # finish before it are skipped, so the run ends before the 450 s timeout). Logs go to $OUT (default ./gpu-check-out):
 # gpu-check.log, gpu-check-table.txt, gpu-check.stdout, nvidia-smi.txt, torch-baseline.txt, torch-gptq.txt,
-# layer-compare.txt. Time: at most 45 + 50 + 90 + 300 s of timeouts + the serving section's 60: 545 s.
+# layer-compare.txt. Time: at most 45 + 60 (serving peers) + 50 + 75 + 330 s of timeouts: 560 s; the solver's part
+# (PyTorch loop, layer comparison, solver parity and benchmarks inside GpuCheck) about 4.5 minutes of it.
 #   gpu-native/scripts/gpu-check.sh dry-run        here, without a GPU: the layer generator and the comparison of two
 #                                                  quantize-layer outputs (cpu vs cpu), torch_gptq.py's syntax
 # Exit status: GpuCheck's (0 parity passed, 1 parity failed, 2 usage, 3 CUDA unavailable, 4 error), 124 timeout.
@@ -192,12 +193,12 @@ PY
       echo "torch with CUDA not available: reference GPTQ loop not timed" > "$out/torch-gptq.txt"
     fi
     cat "$out/torch-gptq.txt"
-    LAYER_BACKENDS="cuda cpu" timeout 90 bash -c "$(declare -f layer_compare); layer_compare '$java -Xmx16g -cp .device/lib/* org.babaiquant.cli.LayerMain' '$out/layers'" \
+    LAYER_BACKENDS="cuda cpu" timeout 75 bash -c "$(declare -f layer_compare); layer_compare '$java -Xmx16g -cp .device/lib/* org.babaiquant.cli.LayerMain' '$out/layers'" \
       > "$out/layer-compare.txt" 2>&1; lc=$?
-    [ $lc = 124 ] && echo "layer-compare: timed out after 90 s (lines above were done)" >> "$out/layer-compare.txt"
+    [ $lc = 124 ] && echo "layer-compare: timed out after 75 s (lines above were done)" >> "$out/layer-compare.txt"
     cat "$out/layer-compare.txt"
-    timeout 300 "$java" -Xmx48g -cp '.device/lib/*' org.babaiquant.gpu.GpuCheck --out "$out" \
-      --data data/minilm-l6-v2 --budget 280 "$@" 2>&1 | tee "$out/gpu-check.stdout"
+    timeout 330 "$java" -Xmx48g -cp '.device/lib/*' org.babaiquant.gpu.GpuCheck --out "$out" \
+      --data data/minilm-l6-v2 --budget 310 "$@" 2>&1 | tee "$out/gpu-check.stdout"
     status=${PIPESTATUS[0]}
     # the solver's table last: ours (GpuCheck's solver rows) beside the PyTorch loop measured in this run
     echo
