@@ -238,14 +238,14 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
             LOG.fine(() -> "cuda backend: " + opt.method() + " runs on the CPU solver");
             return GptqSolver.quantize(w, h, opt, fixedGrid);
         }
-        return LatticeSweep.quantize(w, h, opt, fixedGrid, () -> new CudaSweep(device, false), null);
+        return LatticeSweep.quantize(w, h, opt, fixedGrid, () -> new CudaSweep(device, false, false), null);
     }
 
     /** As {@link #quantize}, GPTQ only, with timings (the benchmark). */
     synchronized QuantizedLayer quantizeTimed(double[][] w, double[][] h, GptqSolver.Options opt,
                                               LatticeSweep.Stats[] stats, double[] updateSeconds) {
         CudaSweep[] made = new CudaSweep[1];
-        QuantizedLayer q = LatticeSweep.quantize(w, h, opt, null, () -> made[0] = new CudaSweep(device, true), stats);
+        QuantizedLayer q = LatticeSweep.quantize(w, h, opt, null, () -> made[0] = new CudaSweep(device, true, false), stats);
         updateSeconds[0] = made[0].updateSeconds();
         return q;
     }
