@@ -91,7 +91,16 @@ class HessianPlanModelTest {
     @Test
     void refusesWhenTheSitesOfOnePartitionDoNotFitAndNamesAPartitionsValueThatDoes() {
         Path act = importSites(64);
-        List<HessianJob.SitePlan> plans = HessianJob.plan(SPARK, cfg(act, 1));
+        // the four real sites, as thirty layers' worth (renamed copies): many sites per writing partition, as in a
+        // 22-layer model, so that the writing tasks, not one site's XᵀX task, are what does not fit
+        List<HessianJob.SitePlan> plans = new ArrayList<>();
+        for (int layer = 0; layer < 30; layer++) {
+            for (HessianJob.SitePlan p : HessianJob.plan(SPARK, cfg(act, 1))) {
+                plans.add(new HessianJob.SitePlan(p.site().replace("layer0_", "layer" + layer + "_"), p.dim(), p.tiles(),
+                        p.tokens(), p.slices(), p.files(), p.fingerprint(), p.skip(), p.taskBytes(), p.reducerBytes(),
+                        p.writerBytes()));
+            }
+        }
         long all = 0;
         long largest = 0;
         for (HessianJob.SitePlan p : plans) {
@@ -100,13 +109,13 @@ class HessianPlanModelTest {
         }
         List<HessianPlanModel.Partition> one = HessianPlanModel.partitions(plans, 1, BLOCK);
         assertEquals(1, one.size());
-        assertEquals(4, one.get(0).sites());
+        assertEquals(120, one.get(0).sites());
         assertEquals(all + largest, one.get(0).peakBytes(), "every site's blocks sorted in one task, plus one site's rows");
 
         long usable = one.get(0).peakBytes() - 1; // one byte short of the single partition's peak
         BadInputException e = assertThrows(BadInputException.class, () -> HessianPlanModel.check(plans, 1, BLOCK, usable, 1));
         String m = e.getMessage();
-        assertTrue(m.startsWith("with 1 partition(s) the writing task of partition 0 holds 4 site(s)") && !m.contains("\n"), m);
+        assertTrue(m.startsWith("with 1 partition(s) the writing task of partition 0 holds 120 site(s)") && !m.contains("\n"), m);
         java.util.regex.Matcher fit = java.util.regex.Pattern.compile("set partitions to (\\d+) ").matcher(m);
         assertTrue(fit.find(), m);
         int n = Integer.parseInt(fit.group(1));
@@ -119,14 +128,13 @@ class HessianPlanModelTest {
         for (HessianPlanModel.Partition p : HessianPlanModel.partitions(plans, n, BLOCK)) {
             assertTrue(p.peakBytes() <= usable, p.toString());
         }
-        // two concurrent writing tasks: the two largest partitions at once
+        // eight concurrent writing tasks: the eight largest partitions at once
         BadInputException twice = assertThrows(BadInputException.class, () -> HessianPlanModel.check(plans, n, BLOCK, usable, 2 * 4));
         assertTrue(twice.getMessage().contains("partitions") || twice.getMessage().contains("spark.executor.memory"), twice.getMessage());
-        // when one site alone does not fit, no partitions value helps: memory advice instead
-        long alone = largest;
-        BadInputException none = assertThrows(BadInputException.class, () -> HessianPlanModel.check(plans, 1, BLOCK, alone, 1));
-        assertTrue(none.getMessage().contains("no partitions value fits") && none.getMessage().contains("spark.executor.memory"),
-                none.getMessage());
+        // a site whose XᵀX task alone does not fit is refused first, whatever the partitions
+        long task = plans.stream().mapToLong(HessianJob.SitePlan::taskBytes).max().orElseThrow();
+        BadInputException first = assertThrows(BadInputException.class, () -> HessianPlanModel.check(plans, n, BLOCK, task - 1, 1));
+        assertTrue(first.getMessage().contains("(d=1536) needs") && first.getMessage().contains("per task"), first.getMessage());
     }
 
     @Test
