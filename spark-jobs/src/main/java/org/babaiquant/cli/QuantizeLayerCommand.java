@@ -27,6 +27,8 @@ import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /** {@code quantize-layer}: one weight matrix, NumPy in, NumPy and JSON out. */
 @Command(name = "quantize-layer", mixinStandardHelpOptions = true, sortOptions = false,
@@ -43,7 +45,10 @@ import java.util.concurrent.Callable;
                 "ssqr|hptq|hrtn write DIR/layer.ssqr|.hptq|.hrtn (the stored layer: SsqrFormat,",
                 "HptqFormat), codes.npy (int32 unclipped lattice codes), dequant.npy (float32,",
                 "decoded from that file), rows.npy and report.json, whose bits_per_weight is",
-                "8 x (bytes of the layer file) / (out x in)."})
+                "8 x (bytes of the layer file) / (out x in).",
+                "--backend cuda runs GPTQ's factorisation and sweep on the GPU (codes equal to the",
+                "CPU solver's except rounding ties); the other methods run on the CPU. Runs",
+                "without Spark on the class path (the GPU bundle): java -cp ... org.babaiquant.cli.LayerMain."})
 public final class QuantizeLayerCommand implements Callable<Integer> {
     @Option(names = "--weight", required = true, paramLabel = "SPEC",
             description = "W [out, in]: FILE.npy (float32/float64) or FILE.safetensors:tensor.name (F32/F16/BF16)")
@@ -62,6 +67,9 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
 
     @Mixin
     MethodOptions method = new MethodOptions();
+
+    @Mixin
+    BackendOption backend = new BackendOption();
 
     @Option(names = "--eval", paramLabel = "Xe.npy", description = "held-out inputs: adds eval_rel_error = ‖XeWᵀ−XeQᵀ‖/‖XeWᵀ‖")
     Path eval;
@@ -97,6 +105,9 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
 
     /** Reads W and X (or H), quantizes through the one path, evaluates on --eval. */
     private QuantResult quantize(MethodSpec spec) {
+        // a given H is read on another core while W is (W's errors still come first)
+        CompletableFuture<double[][]> hRead = calibration.calib != null ? null
+                : CompletableFuture.supplyAsync(() -> Npy.readMatrix(calibration.hessian));
         double[][] w = TensorSource.readMatrix(weight);
         if (w.length == 0) {
             throw new BadInputException(weight + " has no rows: an empty weight cannot be quantized");
@@ -116,13 +127,28 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
             h = acc.hessian();
             tokens = acc.tokens();
         } else {
-            h = Npy.readMatrix(calibration.hessian);
+            h = joined(hRead);
         }
-        QuantResult q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.cpu());
+        QuantResult q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.select(backend.backend));
         if (eval != null) {
             LayerQuantizer.evaluate(weight, q, w, Npy.readMatrix(eval), eval.toString());
         }
         return q;
+    }
+
+    /** The value of {@code f}, or the exception its computation threw (unwrapped, so exit codes stay as they are). */
+    private static <T> T joined(CompletableFuture<T> f) {
+        try {
+            return f.join();
+        } catch (CompletionException e) {
+            if (e.getCause() instanceof RuntimeException r) {
+                throw r;
+            }
+            if (e.getCause() instanceof Error err) {
+                throw err;
+            }
+            throw e;
+        }
     }
 
     /** {@code --out} as an absolute folder that is not the file system root and not an existing regular file. */
@@ -162,8 +188,11 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
                 NpyWriter.writeF32(dir.resolve("scales.npy"), q.lattice().grid().scale);
                 NpyWriter.writeF32(dir.resolve("zeros.npy"), q.lattice().grid().zero);
             }
-            NpyWriter.writeI32(dir.resolve("codes.npy"), q.lattice().codes());
+            // the two large files on two cores
+            CompletableFuture<Void> codes = CompletableFuture.runAsync(
+                    () -> NpyWriter.writeI32(dir.resolve("codes.npy"), q.lattice().codes()));
             NpyWriter.writeF32(dir.resolve("dequant.npy"), q.dequant());
+            joined(codes);
             NpyWriter.writeF64(dir.resolve("rows.npy"), rowTable(rep));
             Files.writeString(dir.resolve("report.json"), Json.write(json), StandardCharsets.UTF_8);
         } catch (IOException e) {
