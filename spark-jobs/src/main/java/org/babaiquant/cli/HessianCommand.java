@@ -59,7 +59,7 @@ public final class HessianCommand implements Callable<Integer> {
             long[] tokens = plans.stream().mapToLong(p -> HessianPlanModel.tokens(spark.sparkContext().hadoopConfiguration(), p))
                     .toArray();
             double load = HessianPlanModel.loadAverage();
-            double rate = HessianPlanModel.measuredSyrkRate();
+            double rate = HessianPlanModel.measuredSyrkRate(cfg.backend());
             System.out.print(HessianJob.planTable(plans, cfg, tokens, SparkSupport.usableTaskMemory(spark),
                     SparkSupport.tasksPerExecutor(spark), rate, load, spark.sparkContext().defaultParallelism()));
             HessianJob.checkMemory(spark, plans, cfg);

@@ -149,7 +149,7 @@ public final class HessianJob {
                 parts.size(), big.index(), big.sites(), big.sortBytes() / 1048576.0, big.largestSiteBytes() / 1048576.0,
                 big.peakBytes() / 1048576.0, concurrent, usable / 1048576.0));
         double secs = HessianPlanModel.seconds(plans, tokens, syrkFlops, slots);
-        sb.append(String.format(Locale.ROOT, "estimated XᵀX time %.1f s (%.2f h) on %d task slot(s) at the dsyrk rate measured "
+        sb.append(String.format(Locale.ROOT, "estimated XᵀX time %.1f s (%.2f h) on %d task slot(s) at the backend's XᵀX rate measured "
                         + "here, %.2f GFLOP/s per slot at load average %.1f (reading, shuffle and writing not included)%n",
                 secs, secs / 3600, slots, syrkFlops / 1e9, load));
         return sb.toString();

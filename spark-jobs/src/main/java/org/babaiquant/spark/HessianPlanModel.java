@@ -1,6 +1,5 @@
 package org.babaiquant.spark;
 
-import dev.ludovic.netlib.blas.BLAS;
 import org.apache.hadoop.conf.Configuration;
 import org.babaiquant.BadInputException;
 
@@ -22,8 +21,8 @@ import java.util.Random;
  * many sites share one (2 partitions for the 88 sites of a 1.1 B model: ≈ 2.2 GB each, which ran out of a 7 GiB heap).
  * Up to {@code concurrent} of them run at once on an executor.
  *
- * <p>Time. The XᵀX work is tokens·d·(d+1) floating-point operations per site (dsyrk on the upper triangle), at a
- * dsyrk rate measured here on a warmed 1024×1024 update, spread over the task slots largest slice first. Tokens are
+ * <p>Time. The XᵀX work is tokens·d·(d+1) floating-point operations per site (dsyrk on the upper triangle), at the
+ * rate of the configured backend's Hessian sum measured here on warmed 1024×1024 updates, spread over the task slots largest slice first. Tokens are
  * estimated as tiles × the rows of each site's first tile (exact when the import cut full tiles). Reading,
  * shuffling and writing are not in the estimate.
  */
@@ -132,22 +131,26 @@ public final class HessianPlanModel {
         return p.tiles() * rows[0];
     }
 
-    /** dsyrk FLOP/s (k·d·(d+1) per update) of this JVM's netlib BLAS, the median of three warmed 1024×1024 updates. */
-    public static double measuredSyrkRate() {
+    /**
+     * XᵀX FLOP/s (k·d·(d+1) per update) of {@code backend}'s Hessian sum as the stage runs it ({@link
+     * org.babaiquant.core.QuantBackend#hessian}, the CPU one a float64 dsyrk): the median of three timed 1024-token
+     * updates of a d = 1024 sum, after two warm-up updates.
+     */
+    public static double measuredSyrkRate(String backend) {
         int d = 1024;
         int k = 1024;
-        double[] x = new double[d * k];
+        float[] x = new float[d * k];
         Random rnd = new Random(1);
         for (int i = 0; i < x.length; i++) {
-            x[i] = rnd.nextGaussian();
+            x[i] = (float) rnd.nextGaussian();
         }
-        double[] c = new double[d * d];
-        BLAS blas = BLAS.getInstance();
         double[] secs = new double[5];
-        for (int r = 0; r < secs.length; r++) {
-            long t0 = System.nanoTime();
-            blas.dsyrk("U", "N", d, k, 1.0, x, d, 1.0, c, d);
-            secs[r] = (System.nanoTime() - t0) / 1e9;
+        try (org.babaiquant.core.QuantBackend.HessianSum sum = org.babaiquant.core.QuantBackend.select(backend).hessian(d)) {
+            for (int r = 0; r < secs.length; r++) {
+                long t0 = System.nanoTime();
+                sum.add(x, k);
+                secs[r] = (System.nanoTime() - t0) / 1e9;
+            }
         }
         double[] timed = Arrays.copyOfRange(secs, 2, 5); // the first two warm up
         Arrays.sort(timed);
