@@ -255,7 +255,7 @@ class HessianStageTest {
     void plannerRefusesWhatDoesNotFitWithTheNumbers() {
         HessianJob.SitePlan huge = new HessianJob.SitePlan("wide", 200_000, 10, -1, 1, List.of(), "0".repeat(64), false,
                 8L * 200_000 * 200_000, 1, 1);
-        BadInputException e = assertThrows(BadInputException.class, () -> HessianJob.checkMemory(SPARK, List.of(huge)));
+        BadInputException e = assertThrows(BadInputException.class, () -> HessianJob.checkMemory(SPARK, List.of(huge), cfg(java.nio.file.Path.of("a"), java.nio.file.Path.of("o"), 1, 1)));
         assertTrue(e.getMessage().contains("site wide (d=200000)") && e.getMessage().contains("MiB"), e.getMessage());
     }
 

@@ -2,6 +2,7 @@ package org.babaiquant.cli;
 
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.spark.HessianJob;
+import org.babaiquant.spark.HessianPlanModel;
 import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -55,10 +56,13 @@ public final class HessianCommand implements Callable<Integer> {
         HessianJob.Config cfg = new HessianJob.Config(activations, out, sites, n, sliceTiles, blockSize, force, backend.backend);
         if (plan) {
             List<HessianJob.SitePlan> plans = HessianJob.plan(spark, cfg);
-            System.out.print(HessianJob.planTable(plans));
-            System.out.printf("executor memory for tasks: %.1f MiB, %d concurrent task(s) per executor%n",
-                    SparkSupport.usableTaskMemory(spark) / 1048576.0, SparkSupport.tasksPerExecutor(spark));
-            HessianJob.checkMemory(spark, plans);
+            long[] tokens = plans.stream().mapToLong(p -> HessianPlanModel.tokens(spark.sparkContext().hadoopConfiguration(), p))
+                    .toArray();
+            double load = HessianPlanModel.loadAverage();
+            double rate = HessianPlanModel.measuredSyrkRate(cfg.backend());
+            System.out.print(HessianJob.planTable(plans, cfg, tokens, SparkSupport.usableTaskMemory(spark),
+                    SparkSupport.tasksPerExecutor(spark), rate, load, spark.sparkContext().defaultParallelism()));
+            HessianJob.checkMemory(spark, plans, cfg);
             return 0;
         }
         HessianJob.run(spark, cfg, ConsoleProgress::accept);

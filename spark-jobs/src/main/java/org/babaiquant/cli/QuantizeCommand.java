@@ -109,7 +109,7 @@ public final class QuantizeCommand implements Callable<Integer> {
     public Integer call() {
         if (planLayout != null) {
             int slots = executors > 0 ? executors : Runtime.getRuntime().availableProcessors();
-            System.out.print(QuantizeJob.planTable(layout(planLayout), measuredRate(), slots));
+            printPlan(layout(planLayout), slots);
             return 0;
         }
         QuantizeJob.Config cfg = config();
@@ -122,7 +122,7 @@ public final class QuantizeCommand implements Callable<Integer> {
         if (plan) {
             List<QuantizeJob.Layer> layers = QuantizeJob.plan(spark, cfg);
             int slots = executors > 0 ? executors : spark.sparkContext().defaultParallelism();
-            System.out.print(QuantizeJob.planTable(layers, measuredRate(), slots));
+            printPlan(layers, slots);
             return 0;
         }
         List<QuantizeJob.Outcome> outcomes = QuantizeJob.run(spark, cfg, ConsoleProgress::accept);
@@ -136,6 +136,15 @@ public final class QuantizeCommand implements Callable<Integer> {
         }
         System.out.printf("%d layer(s), %d skipped as up to date; wrote %s (see: bin/babai-quant report %s)%n", outcomes.size(), skipped, out, out);
         return 0;
+    }
+
+    /** The plan table, and the load average under which its solver rate was measured (a loaded machine measures less). */
+    private static void printPlan(List<QuantizeJob.Layer> layers, int slots) {
+        double load = org.babaiquant.spark.HessianPlanModel.loadAverage();
+        System.out.print(QuantizeJob.planTable(layers, measuredRate(), slots));
+        System.out.printf(Locale.ROOT, "(solver rate measured at load average %.1f on %d core(s): under load it is lower and the "
+                + "estimate longer; 2026-12-04 a rate measured at load 27 made a 1.1 B model's estimate 2.6x the time run at load 9)%n",
+                load, Runtime.getRuntime().availableProcessors());
     }
 
     /** Solver FLOP/s on this machine, from a warmed-up synthetic 1024×1024 layer (for the plan's estimate). */

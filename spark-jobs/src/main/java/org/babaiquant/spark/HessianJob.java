@@ -117,31 +117,41 @@ public final class HessianJob {
         return plans;
     }
 
-    /** Refuses, with the numbers, when a task would not fit the executor memory. */
-    public static void checkMemory(SparkSession spark, List<SitePlan> plans) {
-        long usable = SparkSupport.usableTaskMemory(spark);
-        int concurrent = SparkSupport.tasksPerExecutor(spark);
-        for (SitePlan p : plans) {
-            long need = Math.max(p.taskBytes() * concurrent, Math.max(p.reducerBytes(), p.writerBytes()));
-            if (!p.skip() && need > usable) {
-                throw new BadInputException(String.format(Locale.ROOT,
-                        "site %s (d=%d) needs %.1f MiB per task × %d concurrent tasks = %.1f MiB, more than the %.1f MiB "
-                                + "Spark can give tasks on an executor: raise spark.executor.memory (driver memory in local "
-                                + "mode, e.g. BABAI_JAVA_OPTS=-Xmx16g) or lower spark.executor.cores",
-                        p.site(), p.dim(), p.taskBytes() / 1048576.0, concurrent, need / 1048576.0, usable / 1048576.0));
-            }
-        }
+    /**
+     * Refuses (one line, with the numbers and the partitions value that would fit) a plan whose tasks would not fit
+     * the executor memory: see {@link HessianPlanModel}.
+     */
+    public static void checkMemory(SparkSession spark, List<SitePlan> plans, Config cfg) {
+        HessianPlanModel.check(plans, cfg.partitions(), cfg.blockSize(), SparkSupport.usableTaskMemory(spark),
+                SparkSupport.tasksPerExecutor(spark));
     }
 
-    public static String planTable(List<SitePlan> plans) {
-        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %6s %8s %7s %10s %11s %10s  %-8s %s%n",
-                "site", "d", "tiles", "slices", "task_MiB", "reducer_MiB", "writer_MiB", "action", "fingerprint"));
-        for (SitePlan p : plans) {
-            sb.append(String.format(Locale.ROOT, "%-16s %6d %8d %7d %10.1f %11.1f %10.1f  %-8s %s%n", p.site(), p.dim(),
-                    p.tiles(), p.slices(), p.taskBytes() / 1048576.0, p.reducerBytes() / 1048576.0,
+    /**
+     * The plan: one line per site, the writing partitions' memory, and the XᵀX time at {@code syrkFlops} per task
+     * slot (measured with {@link HessianPlanModel#measuredSyrkRate} at load average {@code load}) on {@code slots}
+     * slots; {@code tokens[i]} estimates site i's tokens.
+     */
+    public static String planTable(List<SitePlan> plans, Config cfg, long[] tokens, long usable, int concurrent,
+                                   double syrkFlops, double load, int slots) {
+        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %6s %8s %9s %7s %10s %11s %10s  %-8s %s%n",
+                "site", "d", "tiles", "tokens~", "slices", "task_MiB", "reducer_MiB", "writer_MiB", "action", "fingerprint"));
+        for (int i = 0; i < plans.size(); i++) {
+            SitePlan p = plans.get(i);
+            sb.append(String.format(Locale.ROOT, "%-16s %6d %8d %9d %7d %10.1f %11.1f %10.1f  %-8s %s%n", p.site(), p.dim(),
+                    p.tiles(), tokens[i], p.slices(), p.taskBytes() / 1048576.0, p.reducerBytes() / 1048576.0,
                     p.writerBytes() / 1048576.0, p.skip() ? "skip" : p.tiles() == 0 ? "empty" : "compute",
                     p.fingerprint().substring(0, 16)));
         }
+        List<HessianPlanModel.Partition> parts = HessianPlanModel.partitions(plans, cfg.partitions(), cfg.blockSize());
+        HessianPlanModel.Partition big = parts.stream().max((a, b) -> Long.compare(a.peakBytes(), b.peakBytes())).orElseThrow();
+        sb.append(String.format(Locale.ROOT, "writing tasks: %d partition(s); the largest (%d) holds %d site(s): %.1f MiB of "
+                        + "sorted blocks + %.1f MiB of one site's rows = %.1f MiB; %d concurrent per executor, %.1f MiB usable%n",
+                parts.size(), big.index(), big.sites(), big.sortBytes() / 1048576.0, big.largestSiteBytes() / 1048576.0,
+                big.peakBytes() / 1048576.0, concurrent, usable / 1048576.0));
+        double secs = HessianPlanModel.seconds(plans, tokens, syrkFlops, slots);
+        sb.append(String.format(Locale.ROOT, "estimated XᵀX time %.1f s (%.2f h) on %d task slot(s) at the backend's XᵀX rate measured "
+                        + "here, %.2f GFLOP/s per slot at load average %.1f (reading, shuffle and writing not included)%n",
+                secs, secs / 3600, slots, syrkFlops / 1e9, load));
         return sb.toString();
     }
 
@@ -166,7 +176,7 @@ public final class HessianJob {
 
     private static List<Result> runUnwrapped(SparkSession spark, Config cfg, Consumer<String> progress) {
         List<SitePlan> plans = plan(spark, cfg);
-        checkMemory(spark, plans);
+        checkMemory(spark, plans, cfg);
         List<Result> results = new ArrayList<>();
         List<Slice> slices = new ArrayList<>();
         int empty = 0;
