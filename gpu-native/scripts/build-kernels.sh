@@ -14,7 +14,8 @@ dir="$out/org/babaiquant/gpu/kernels"
 manifest="$dir/kernels.properties"
 nvcc=${NVCC:-nvcc}
 
-# up to date: built by this nvcc setting, and no source (nor this script) changed since
+# up to date: built by this nvcc setting, and no source (.cu or an included .cuh such as dmma_f64.cuh, nor this script)
+# changed since
 if [ -f "$manifest" ] && grep -qx "status=built" "$manifest" && grep -qx "nvcc_command=$nvcc" "$manifest" \
    && [ -z "$(find "$src" "$0" -newer "$manifest" -print -quit)" ]; then
   echo "[build-kernels] kernels up to date ($manifest)"
@@ -47,9 +48,10 @@ for cu in "$src"/*.cu; do
   m=$(basename "$cu" .cu)
   # -O3, no fast math: the solver's float64 must round as Java does; FMA contraction stays on (the strip opts out
   # with explicit _rn intrinsics)
-  "$nvcc" -fatbin -O3 "${arch[@]}" -o "$dir/$m.fatbin" "$cu"
+  # -Xptxas -warn-spills: a kernel that spills registers says so in the build log
+  "$nvcc" -fatbin -O3 -Xptxas -warn-spills "${arch[@]}" -I "$src" -o "$dir/$m.fatbin" "$cu"
   # entry points, from the PTX (the names JCuda looks up; the Java test checks the fatbin holds each of them)
-  "$nvcc" -ptx -O3 -arch=compute_90 -o "$dir/$m.ptx.tmp" "$cu"
+  "$nvcc" -ptx -O3 -arch=compute_90 -I "$src" -o "$dir/$m.ptx.tmp" "$cu"
   entries=$(sed -n 's/^.*\.entry[[:space:]]\+\([A-Za-z_][A-Za-z0-9_]*\).*$/\1/p' "$dir/$m.ptx.tmp" | sort | paste -sd, -)
   rm -f "$dir/$m.ptx.tmp"
   [ -n "$entries" ] || { echo "[build-kernels] no entry points in $cu" >&2; exit 1; }

@@ -89,6 +89,15 @@ PY
       echo "torch with CUDA not available: baselines not re-measured" > "$out/torch-baseline.txt"
     fi
     cat "$out/torch-baseline.txt"
+    # ---- serving + Hessian peers (issue 16, gpukernels; ServingCheck is the Java half, <= 90 s inside GpuCheck) ----
+    if command -v python3 >/dev/null && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+      timeout 60 python3 gpu-native/scripts/serving_peers.py > "$out/serving-peers.txt" 2>&1 \
+        || echo "serving peers: failed or timed out" >> "$out/serving-peers.txt"
+    else
+      echo "torch with CUDA not available: serving peers not measured" > "$out/serving-peers.txt"
+    fi
+    cat "$out/serving-peers.txt"
+    # ---- end of the serving section ----
     timeout 450 "$java" -Xmx48g -cp '.device/lib/*' org.babaiquant.gpu.GpuCheck --out "$out" \
       --data data/minilm-l6-v2 "$@" 2>&1 | tee "$out/gpu-check.stdout"
     exit "${PIPESTATUS[0]}"

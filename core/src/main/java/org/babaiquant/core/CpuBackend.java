@@ -51,11 +51,7 @@ public final class CpuBackend implements QuantBackend {
         public void add(float[] x, int tokens) {
             int n = acc.dim();
             checkTile(x.length, tokens, n);
-            float[][] rows = new float[tokens][];
-            for (int t = 0; t < tokens; t++) {
-                rows[t] = java.util.Arrays.copyOfRange(x, t * n, (t + 1) * n);
-            }
-            acc.add(rows);
+            acc.add(x, tokens); // one rank-k update per call, as the caller tiled it
         }
 
         @Override
@@ -66,6 +62,11 @@ public final class CpuBackend implements QuantBackend {
         @Override
         public HessianAccumulator toAccumulator() {
             return HessianAccumulator.fromBytes(acc.toBytes());
+        }
+
+        @Override
+        public HessianAccumulator finish() {
+            return acc; // heap only: handed over, nothing to release
         }
 
         @Override

@@ -216,14 +216,19 @@ public final class DampedFactor {
         return new Pivoted(perm, new Upper(n, h, d.percdamp(), d.lambda(), d.attempt(), traceD));
     }
 
-    private record Damping(double percdamp, double lambda, int attempt) {}
+    /** The damping that factorised: relative {@code percdamp}, absolute {@code lambda}, 1-based attempt. */
+    public record Damping(double percdamp, double lambda, int attempt) {}
 
-    private interface Attempt {
+    /** One factorisation attempt at damping {@code lambda}: true when every pivot was positive. */
+    public interface Attempt {
         boolean factorises(double lambda, int attempt);
     }
 
-    /** λ = pd·mean(diag H), pd ×10 after each failure, at most {@code maxTries} attempts. */
-    private static Damping escalate(double meanDiag, double percdamp, int maxTries, Attempt attempt) {
+    /**
+     * λ = pd·mean(diag H), pd ×10 after each failure, at most {@code maxTries} attempts, then
+     * {@link NotPositiveDefiniteException}: the escalation of every route (also the GPU's device Cholesky).
+     */
+    public static Damping escalate(double meanDiag, double percdamp, int maxTries, Attempt attempt) {
         double pd = percdamp;
         for (int t = 1; t <= maxTries; t++) {
             double lambda = pd * meanDiag;

@@ -97,6 +97,9 @@ public final class GptqSolver {
                                           DenseKernels kernels) {
         long t0 = System.nanoTime();
         Factored setup = setup(w0, h0, opt, fixedGrid, opt.method() == Method.GPTQ, kernels);
+        if (opt.method() == Method.GPTQ) {
+            return sweep(setup, opt, kernels, t0, new SweepTimings());
+        }
         Prepared p = setup.prepared();
         double[][] w = p.w();
         double[][] h = p.h();
@@ -109,11 +112,6 @@ public final class GptqSolver {
         int[][] codes = new int[rows][n];
         double[][] dq = new double[rows][n];
         switch (opt.method()) {
-            case GPTQ -> {
-                DampedFactor.Upper f = setup.factor();
-                record(rep, f.percdamp(), f.lambda(), f.attempts(), f.traceD());
-                NearestPlaneSweep.run(w, f, perm, grid, opt.clip(), opt.blockSize(), codes, dq, rep, kernels);
-            }
             case BABAI -> {
                 DampedFactor.Lower lo = DampedFactor.choleskyBabaiOrder(h, perm, opt.percdamp(), opt.maxDampTries(),
                         kernels);
@@ -136,7 +134,7 @@ public final class GptqSolver {
                 record(rep, f.percdamp(), f.lambda(), f.attempts(), f.traceD());
                 roundToNearest(w, h, f, perm, grid, opt.clip(), codes, dq, rep, kernels);
             }
-            default -> throw new AssertionError(opt.method());
+            default -> throw new AssertionError(opt.method()); // GPTQ returned above
         }
         rep.bitsPerWeight = checkpointBitsPerWeight(rows, n, grid, opt.order() != ColumnOrder.NATURAL);
         rep.seconds = (System.nanoTime() - t0) / 1e9;
@@ -211,6 +209,45 @@ public final class GptqSolver {
      * pivoted factorisation that chose the order), its damping recorded in the report: everything before a sweep.
      */
     public record Factored(Prepared prepared, DampedFactor.Upper factor) {}
+
+    /**
+     * The GPTQ sweep on a {@link #prepareAndFactor} result: what {@link #quantize} runs after it, so that the two phases
+     * can be timed apart (the benchmark) with the same codes, loss and report, bit for bit. The prepared W is only
+     * read; the factor is only read.
+     */
+    public static QuantizedLayer sweep(Factored setup, Options opt, DenseKernels kernels) {
+        return sweep(setup, opt, kernels, new SweepTimings());
+    }
+
+    /** As {@link #sweep(Factored, Options, DenseKernels)}, recording where the time goes in {@code timings}. */
+    public static QuantizedLayer sweep(Factored setup, Options opt, DenseKernels kernels, SweepTimings timings) {
+        return sweep(setup, opt, kernels, System.nanoTime(), timings);
+    }
+
+    private static QuantizedLayer sweep(Factored setup, Options opt, DenseKernels kernels, long t0,
+                                        SweepTimings timings) {
+        if (opt.method() != Method.GPTQ || setup.factor() == null) {
+            throw new IllegalArgumentException("the sweep runs GPTQ on a factor, not " + opt.method());
+        }
+        Prepared p = setup.prepared();
+        double[][] w = p.w();
+        int rows = w.length;
+        int n = w[0].length;
+        // the results' rows allocated (and zeroed, page by page) on every core
+        int[][] codes = new int[rows][];
+        double[][] dq = new double[rows][];
+        IntStream.range(0, rows).parallel().forEach(r -> {
+            codes[r] = new int[n];
+            dq[r] = new double[n];
+        });
+        DampedFactor.Upper f = setup.factor();
+        LayerReport rep = p.report(); // its damping fields were recorded with the factor
+        NearestPlaneSweep.run(w, f, p.perm(), p.grid(), opt.clip(), opt.blockSize(), -1, codes, dq, rep, kernels,
+                timings);
+        rep.bitsPerWeight = checkpointBitsPerWeight(rows, n, p.grid(), opt.order() != ColumnOrder.NATURAL);
+        rep.seconds = (System.nanoTime() - t0) / 1e9;
+        return new QuantizedLayer(codes, p.grid(), p.perm(), dq, rep);
+    }
 
     /** See {@link Factored}: what the CPU sweep and a device backend's sweep start from. */
     public static Factored prepareAndFactor(double[][] w0, double[][] h0, Options opt, QuantGrid fixedGrid,

@@ -88,6 +88,30 @@ public final class HessianAccumulator {
         return this;
     }
 
+    /**
+     * Adds the first {@code tokens} rows of X given flat and row-major ({@code x[t·n + j]}, float32) as ONE rank-k
+     * update: the caller sizes the tile (the Spark stage's fixed update size is what keeps its bytes independent of
+     * partitioning), and the float64 copy is {@code 8·tokens·n} bytes.
+     */
+    public HessianAccumulator add(float[] x, int tokens) {
+        if (tokens < 0 || (long) tokens * n > x.length) {
+            throw new IllegalArgumentException("activation tile of " + x.length + " values holds no " + tokens + " tokens × " + n);
+        }
+        if (tokens == 0) {
+            return this;
+        }
+        double[] buf = new double[tokens * n];
+        for (int i = 0; i < buf.length; i++) {
+            float v = x[i];
+            if (!Float.isFinite(v)) {
+                throw nonFinite(i / n, i % n, v);
+            }
+            buf[i] = v;
+        }
+        addTile(buf, tokens);
+        return this;
+    }
+
     /** Adds the rows of X [tokens][n] (float64). */
     public HessianAccumulator add(double[][] x) {
         int tile = tileTokens();
@@ -140,6 +164,14 @@ public final class HessianAccumulator {
         }
         tokens += other.tokens;
         return this;
+    }
+
+    /** Entry {@code (i, j)} of Σ XᵀX (symmetric: read from the stored upper triangle), without copying the matrix. */
+    public double get(int i, int j) {
+        if (i < 0 || j < 0 || i >= n || j >= n) {
+            throw new IndexOutOfBoundsException("entry (" + i + ", " + j + ") of a " + n + "x" + n + " Hessian");
+        }
+        return i <= j ? sum[i * n + j] : sum[j * n + i];
     }
 
     /** Σ XᵀX, full symmetric copy (normalisation "sum"). */

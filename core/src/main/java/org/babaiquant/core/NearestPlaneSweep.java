@@ -32,6 +32,12 @@ final class NearestPlaneSweep {
     static final long MAX_SLAB = 1L << 27;
     /** Rows per parallel task of a strip: at least this many, and about four tasks per core. */
     private static final int MIN_ROWS_PER_TASK = 16;
+    /**
+     * Rows a strip sweeps at a time: its three panels over a {@link #LEAF}-column strip are then 3·32·128·8 B = 96 KiB,
+     * inside a core's L2, instead of streaming every column's passes from memory when a task has thousands of rows.
+     * Each row's arithmetic is unchanged (rows are independent inside a strip), so the codes do not depend on it.
+     */
+    static final int STRIP_ROWS = 128;
     private static final int CORES = Runtime.getRuntime().availableProcessors();
 
     private final double[][] w;
@@ -69,10 +75,13 @@ final class NearestPlaneSweep {
     private final double[] loss;
     private final double[] bound;
     private final int[] clipped;
+    private final SweepTimings time;
 
     private NearestPlaneSweep(double[][] w, DampedFactor.Upper f, int[] perm, QuantGrid grid, boolean clip, int block,
-                              int slab, int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels) {
+                              int slab, int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels,
+                              SweepTimings time) {
         this.w = w;
+        this.time = time;
         this.n = f.n();
         this.bs = Math.min(block, n);
         this.ut = f.ut();
@@ -105,22 +114,24 @@ final class NearestPlaneSweep {
      */
     static void run(double[][] w, DampedFactor.Upper f, int[] perm, QuantGrid grid, boolean clip, int block,
                     int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels) {
-        run(w, f, perm, grid, clip, block, -1, codes, dq, rep, kernels);
+        run(w, f, perm, grid, clip, block, -1, codes, dq, rep, kernels, new SweepTimings());
     }
 
     /** As above, {@code slab} rows at a time ({@code -1}: as many as {@link #MAX_SLAB} allows). */
     static void run(double[][] w, DampedFactor.Upper f, int[] perm, QuantGrid grid, boolean clip, int block, int slab,
-                    int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels) {
+                    int[][] codes, double[][] dq, LayerReport rep, DenseKernels kernels, SweepTimings time) {
         int rows = w.length;
         int n = f.n();
         int s = slab > 0 ? Math.min(slab, rows) : (int) Math.max(1, Math.min(rows, MAX_SLAB / n));
-        NearestPlaneSweep sweep = new NearestPlaneSweep(w, f, perm, grid, clip, block, s, codes, dq, rep, kernels);
+        NearestPlaneSweep sweep = new NearestPlaneSweep(w, f, perm, grid, clip, block, s, codes, dq, rep, kernels,
+                time);
         for (int r0 = 0; r0 < rows; r0 += s) {
             sweep.slab(r0, Math.min(s, rows - r0));
         }
     }
 
     private void slab(int first, int rows) {
+        long t = System.nanoTime();
         r0 = first;
         m = rows;
         int perCore = (m + 4 * CORES - 1) / (4 * CORES);
@@ -144,9 +155,11 @@ final class NearestPlaneSweep {
         Arrays.fill(loss, 0);
         Arrays.fill(bound, 0);
         Arrays.fill(clipped, 0);
+        time.setup += System.nanoTime() - t;
         for (int i1 = 0; i1 < n; i1 += bs) {
             int b1 = i1;
             int width = Math.min(n, i1 + bs) - i1;
+            t = System.nanoTime();
             forRows((lo, hi) -> {
                 for (int r = lo; r < hi; r++) {
                     double[] src = w[r0 + r];
@@ -157,7 +170,9 @@ final class NearestPlaneSweep {
                     }
                 }
             });
+            time.gather += System.nanoTime() - t;
             sweepColumns(i1, i1, i1 + width);
+            t = System.nanoTime();
             forRows((lo, hi) -> {
                 for (int r = lo; r < hi; r++) {
                     int[] rowCodes = codes[r0 + r];
@@ -171,7 +186,10 @@ final class NearestPlaneSweep {
             });
             // lazy update of everything right of the block, one product over the slab: A[:, i2:] += Δ·Ũ[i1:i2, i2:]
             int i2 = i1 + width;
+            time.scatter += System.nanoTime() - t;
+            t = System.nanoTime();
             kernels.gemm(true, false, m, n - i2, width, 1.0, delta, 0, m, ut, i1 * n + i2, n, acc, i2, n);
+            time.lazyProducts += System.nanoTime() - t;
         }
         for (int r = 0; r < m; r++) {
             rep.rowLoss[r0 + r] = loss[r];
@@ -197,14 +215,18 @@ final class NearestPlaneSweep {
     /** Columns {@code [c1, c2)} of the block that starts at {@code i1} (in the panels), every row of the slab. */
     private void sweepColumns(int i1, int c1, int c2) {
         if (c2 - c1 <= leaf) {
+            long t = System.nanoTime();
             forRows((lo, hi) -> strip(lo, hi, i1, c1, c2));
+            time.strips += System.nanoTime() - t;
             return;
         }
         int mid = c1 + (c2 - c1) / 2;
         sweepColumns(i1, c1, mid);
         // A[:, mid:c2] += Δ[:, c1:mid]·Ũ[c1:mid, mid:c2], in the panels' transposed storage
+        long t = System.nanoTime();
         kernels.gemm(true, false, c2 - mid, m, mid - c1, 1.0, ut, c1 * n + mid, n, delta, (c1 - i1) * m, m,
                 panel, (mid - i1) * m, m);
+        time.blockProducts += System.nanoTime() - t;
         sweepColumns(i1, mid, c2);
     }
 
@@ -215,6 +237,13 @@ final class NearestPlaneSweep {
      * accumulators, dead after its step, then hold q; the codes go to {@link #blockCodes}.
      */
     private void strip(int lo, int hi, int i1, int c1, int c2) {
+        for (int a = lo; a < hi; a += STRIP_ROWS) {
+            stripRows(a, Math.min(hi, a + STRIP_ROWS), i1, c1, c2);
+        }
+    }
+
+    /** {@link #strip} on at most {@link #STRIP_ROWS} rows: the strip's panels of those rows stay in the core's cache. */
+    private void stripRows(int lo, int hi, int i1, int c1, int c2) {
         double[] p = panel;
         double[] dl = delta;
         int maxq = grid.maxq;

@@ -61,6 +61,16 @@ public interface QuantBackend {
         /** The sum so far, upper triangle mirrored, in float64, with its token count. */
         HessianAccumulator toAccumulator();
 
+        /**
+         * The sum as a {@link HessianAccumulator}, after which this sum is closed: what a caller that is done with it
+         * takes (the CPU backend hands over its storage instead of copying {@code 8·n²} bytes).
+         */
+        default HessianAccumulator finish() {
+            try (HessianSum self = this) {
+                return self.toAccumulator();
+            }
+        }
+
         @Override
         void close();
     }

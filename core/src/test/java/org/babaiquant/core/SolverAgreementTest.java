@@ -297,12 +297,64 @@ class SolverAgreementTest {
         rep.rowClipped = new int[29];
         int[][] codes = new int[29][n];
         double[][] dq = new double[29][n];
-        NearestPlaneSweep.run(w, f, whole.perm(), whole.grid(), true, 128, 8, codes, dq, rep, DenseKernels.get());
+        NearestPlaneSweep.run(w, f, whole.perm(), whole.grid(), true, 128, 8, codes, dq, rep, DenseKernels.get(),
+                new SweepTimings());
         for (int r = 0; r < 29; r++) {
             assertArrayEquals(whole.codes()[r], codes[r], "seed " + seed + " row " + r);
             assertArrayEquals(whole.dequant()[r], dq[r], 0.0, "seed " + seed + " row " + r);
         }
         assertArrayEquals(whole.report().rowLoss, rep.rowLoss, 0.0);
+    }
+
+    @Test
+    void rowChunksOfTheStripChangeNothing() {
+        // enough rows that every parallel task of the whole-slab sweep holds more than STRIP_ROWS rows (chunked);
+        // the reference sweeps slabs of 8 rows (one task, one chunk each)
+        long seed = Fixtures.freshSeed();
+        Random rnd = new Random(seed);
+        int n = 72;
+        int rows = 4 * Runtime.getRuntime().availableProcessors() * (NearestPlaneSweep.STRIP_ROWS + 8) + 5;
+        double[][] w = Fixtures.gaussian(rnd, rows, n, 0.05);
+        double[][] h = Fixtures.gram(Fixtures.activations(rnd, 200, n));
+        GptqSolver.Options opt = GptqSolver.Options.defaults().withBlockSize(32)
+                .withGrid(new QuantGrid.Spec(3, 24, false, false));
+        QuantizedLayer whole = GptqSolver.quantize(w, h, opt);
+        DampedFactor.Upper f = DampedFactor.upper(h, whole.perm(), 0.01, 6, DenseKernels.get());
+        LayerReport rep = new LayerReport();
+        rep.rowLoss = new double[rows];
+        rep.rowBound = new double[rows];
+        rep.rowClipped = new int[rows];
+        int[][] codes = new int[rows][n];
+        double[][] dq = new double[rows][n];
+        NearestPlaneSweep.run(w, f, whole.perm(), whole.grid(), true, 32, 8, codes, dq, rep, DenseKernels.get(),
+                new SweepTimings());
+        for (int r = 0; r < rows; r++) {
+            assertArrayEquals(whole.codes()[r], codes[r], "seed " + seed + " row " + r);
+            assertArrayEquals(whole.dequant()[r], dq[r], 0.0, "seed " + seed + " row " + r);
+        }
+        assertArrayEquals(whole.report().rowLoss, rep.rowLoss, 0.0);
+        assertArrayEquals(whole.report().rowBound, rep.rowBound, 0.0);
+        assertArrayEquals(whole.report().rowClipped, rep.rowClipped);
+    }
+
+    @Test
+    void factorThenSweepIsTheSolveBitForBit() {
+        // the benchmark times GptqSolver.prepareAndFactor and GptqSolver.sweep apart: together they are quantize
+        long seed = Fixtures.freshSeed();
+        Random rnd = new Random(seed);
+        int n = 130;
+        double[][] w = Fixtures.gaussian(rnd, 23, n, 0.05);
+        double[][] h = hardHessian(rnd, n, true);
+        for (ColumnOrder order : ColumnOrder.values()) {
+            GptqSolver.Options opt = GptqSolver.Options.defaults().withOrder(order).withBlockSize(64)
+                    .withGrid(new QuantGrid.Spec(4, 32, false, false));
+            QuantizedLayer phases = GptqSolver.sweep(GptqSolver.prepareAndFactor(w, h, opt, null, DenseKernels.get()),
+                    opt, DenseKernels.get());
+            assertIdentical(GptqSolver.quantize(w, h, opt), phases, "seed " + seed + " " + order);
+        }
+        assertThrows(IllegalArgumentException.class, () -> GptqSolver.sweep(
+                GptqSolver.prepareAndFactor(w, h, GptqSolver.Options.defaults(), null, DenseKernels.get()),
+                GptqSolver.Options.defaults().withMethod(Method.RTN), DenseKernels.get()));
     }
 
     @Test

@@ -238,14 +238,14 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
             LOG.fine(() -> "cuda backend: " + opt.method() + " runs on the CPU solver");
             return GptqSolver.quantize(w, h, opt, fixedGrid);
         }
-        return LatticeSweep.quantize(w, h, opt, fixedGrid, () -> new CudaSweep(device, false), null);
+        return LatticeSweep.quantize(w, h, opt, fixedGrid, () -> new CudaSweep(device, false, false), null);
     }
 
     /** As {@link #quantize}, GPTQ only, with timings (the benchmark). */
     synchronized QuantizedLayer quantizeTimed(double[][] w, double[][] h, GptqSolver.Options opt,
                                               LatticeSweep.Stats[] stats, double[] updateSeconds) {
         CudaSweep[] made = new CudaSweep[1];
-        QuantizedLayer q = LatticeSweep.quantize(w, h, opt, null, () -> made[0] = new CudaSweep(device, true), stats);
+        QuantizedLayer q = LatticeSweep.quantize(w, h, opt, null, () -> made[0] = new CudaSweep(device, true, false), stats);
         updateSeconds[0] = made[0].updateSeconds();
         return q;
     }
@@ -294,6 +294,15 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
             }
         }
         return new CudaLinear(l.bits(), l.groupSize(), cols, rows, qw, scales, zeros, l.rowPtr(), l.col(), l.offset());
+    }
+
+    /**
+     * A layer repacked for the tensor-core GEMV ({@code gemv_tc.cu}, batch up to 16, 2/3/4/8 bits, any {@code g_idx}),
+     * resident on this device. Not yet what {@link #gptqLinear}/{@link #ssqrLinear} return: those stay on the GEMV
+     * measured on the H200 until the GPU check has run this one (gpu-native/README).
+     */
+    public TiledLinear tiledLinear(org.babaiquant.serving.TiledLayer layer) {
+        return new TiledLinear(this, layer);
     }
 
     /** The shapes the GEMV kernels take: 2/4/8 bits, inputs and groups in whole 32-bit words. */

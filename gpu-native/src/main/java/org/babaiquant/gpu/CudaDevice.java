@@ -126,7 +126,7 @@ public final class CudaDevice {
 
     /**
      * Launches kernel {@code name} on the default stream. Arguments: {@link DeviceBuffer} (its device pointer),
-     * {@link Ptr} (a buffer with an element offset), null (a null device pointer), Integer, Double.
+     * {@link Ptr} (a buffer with an element offset), null (a null device pointer), Integer, Long, Double.
      */
     void launch(String name, int gridX, int gridY, int block, int sharedBytes, Object... args) {
         CUfunction f = functions.get(name);
@@ -144,6 +144,8 @@ public final class CudaDevice {
                 params[i] = Pointer.to(new long[] {0L});
             } else if (a instanceof Integer v) {
                 params[i] = Pointer.to(new int[] {v});
+            } else if (a instanceof Long v) {
+                params[i] = Pointer.to(new long[] {v});
             } else if (a instanceof Double v) {
                 params[i] = Pointer.to(new double[] {v});
             } else {

@@ -126,6 +126,10 @@ public final class DeviceBuffer implements AutoCloseable {
         copyOut(Pointer.to(a), count * Sizeof.INT);
     }
 
+    void download(byte[] a, long count) {
+        copyOut(Pointer.to(a), count);
+    }
+
     /** Copies of more than this many bytes go in pieces (multi-GiB Java arrays, e.g. U of a 28672-wide layer). */
     private static final long PIECE = 512L << 20;
 

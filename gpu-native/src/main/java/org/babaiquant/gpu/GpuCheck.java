@@ -55,10 +55,10 @@ public final class GpuCheck {
     /** When this class was loaded: the start of the budget (the JVM itself starts well under a second earlier). */
     private static final long STARTED = System.nanoTime();
 
-    private final PrintStream out;
+    final PrintStream out;
     private final Path outDir;
-    private final Path data;
-    private final SplittableRandom rnd;
+    final Path data;
+    final SplittableRandom rnd;
     private final List<String[]> table = new ArrayList<>();
     private int failures;
     /** System.nanoTime() after which no benchmark starts (each needs its own allowance before it). */
@@ -118,6 +118,7 @@ public final class GpuCheck {
                 if (bench) {
                     check.bench(cuda);
                 }
+                check.failures += ServingCheck.run(cuda, tee, outDir, seed, bench, 90); // issue 16 (gpukernels)
                 String t = check.formatTable();
                 tee.println();
                 tee.print(t);
@@ -136,7 +137,7 @@ public final class GpuCheck {
     // ---- parity ---------------------------------------------------------------------------------------------------
 
     /** Runs one case; an exception fails it (stack trace in the log) and the run goes on to the next one. */
-    private void attempt(String what, Step step) {
+    void attempt(String what, Step step) {
         try {
             step.run();
         } catch (Exception | LinkageError e) {
@@ -148,11 +149,11 @@ public final class GpuCheck {
         }
     }
 
-    private interface Step {
+    interface Step {
         void run() throws Exception;
     }
 
-    private void verdict(String what, boolean ok, String detail) {
+    void verdict(String what, boolean ok, String detail) {
         if (!ok) {
             failures++;
         }
@@ -178,32 +179,7 @@ public final class GpuCheck {
                     act[0].length, s -> s.add(flat, act.length));
         }
 
-        // solver: random layers in every order, clip and no-clip, per-row and g128 grids
-        // odd sizes on purpose: partial 64-row tiles of both kernels, a partial last strip, block and group
-        double[][] wr = gaussian(251, 633, 0.02);
-        double[][] hr = gramOfCorrelated(2048, 633);
-        for (ColumnOrder order : ColumnOrder.values()) {
-            for (boolean clip : new boolean[] {true, false}) {
-                for (int g : new int[] {-1, 128}) {
-                    GptqSolver.Options opt = GptqSolver.Options.defaults().withOrder(order).withClip(clip)
-                            .withGrid(new QuantGrid.Spec(4, g, false, false));
-                    solverCase("solver random 251x633 " + order + (clip ? "" : " no-clip") + " g" + g, cuda, wr, hr,
-                            opt);
-                }
-            }
-        }
-        // solver: the real MiniLM layer-0 linears, 4-bit g128 and 3-bit per row
-        String[][] layers = {{"q_proj", "attn_in"}, {"k_proj", "attn_in"}, {"v_proj", "attn_in"},
-                {"o_proj", "o_proj_in"}, {"ffn_up", "ffn_up_in"}, {"ffn_down", "ffn_down_in"}};
-        for (String[] l : layers) {
-            double[][] w = Npy.readMatrix(data.resolve("weights/layer0_" + l[0] + ".weight.npy"));
-            double[][] h = new HessianAccumulator(w[0].length)
-                    .add(Npy.readMatrixF32(data.resolve("activations/layer0_" + l[1] + ".calib.npy"))).hessian();
-            solverCase("solver real " + l[0] + " 4-bit g128 natural", cuda, w, h, GptqSolver.Options.defaults()
-                    .withGrid(new QuantGrid.Spec(4, 128, false, false)));
-            solverCase("solver real " + l[0] + " 3-bit min-pivot", cuda, w, h, GptqSolver.Options.defaults()
-                    .withGrid(new QuantGrid.Spec(3, -1, false, false)).withOrder(ColumnOrder.MIN_PIVOT));
-        }
+        new SolverCheck(this, cuda).parity(data);
 
         // GEMV: random packed layers at 2/4/8 bits, batch 1, 3, 8; a real SSQR layer
         for (int bits : new int[] {4, 2, 8}) {
@@ -253,18 +229,6 @@ public final class GpuCheck {
         });
     }
 
-    private void solverCase(String what, CudaBackend cuda, double[][] w, double[][] h, GptqSolver.Options opt) {
-        attempt(what, () -> {
-            QuantizedLayer ref = GptqSolver.quantize(w, h, opt);
-            QuantizedLayer got = cuda.quantize(w, h, opt, null);
-            QuantizedLayer host = LatticeSweep.quantize(w, h, opt, null, HostSweep::new, null);
-            Parity.Layers vsCpu = Parity.layers(ref, got);
-            Parity.Layers vsHost = Parity.layers(host, got);
-            verdict(what, vsCpu.ok() && vsHost.exact(), "vs CPU solver: " + vsCpu + "; vs host emulation: "
-                    + (vsHost.exact() ? "identical" : vsHost.toString()));
-        });
-    }
-
     private void gemvCase(String what, java.util.function.Supplier<ServingKernels.Linear> ref,
                           java.util.function.Supplier<ServingKernels.Linear> got, float[] x, int batch,
                           double[] absScale) {
@@ -279,7 +243,7 @@ public final class GpuCheck {
 
     // ---- benchmark ------------------------------------------------------------------------------------------------
 
-    private void row(String work, String ours, String target, String torch) {
+    void row(String work, String ours, String target, String torch) {
         table.add(new String[] {work, ours, target, torch});
         out.printf(Locale.ROOT, "[bench] %s: %s (target %s; PyTorch %s)%n", work, ours, target, torch);
         try { // rewritten after every row, so that a run stopped by its time limit keeps what it measured
@@ -294,12 +258,11 @@ public final class GpuCheck {
         // each with the time it needs, generously (host-side inputs and CPU references included), before the deadline
         benchWithin("bench GEMV", 60, () -> benchGemv(cuda));
         benchWithin("bench Hessian", 30, () -> benchHessian(cuda));
-        benchWithin("bench solver 4096x4096", 120, () -> benchSolver4096(cuda));
-        benchWithin("bench sweep 8192x28672", 90, () -> benchSweep8192x28672(cuda));
+        new SolverCheck(this, cuda).bench();
     }
 
     /** Runs one benchmark if {@code seconds} remain before the deadline, else records it as skipped. */
-    private void benchWithin(String what, int seconds, Step step) {
+    void benchWithin(String what, int seconds, Step step) {
         double left = (deadline - System.nanoTime()) / 1e9;
         if (left < seconds) {
             row(what, String.format(Locale.ROOT, "skipped: %.0f s left of the budget, it is allowed %d s", left,
@@ -307,98 +270,6 @@ public final class GpuCheck {
             return;
         }
         attempt(what, step);
-    }
-
-    /** End to end through the backend, H from random correlated activations accumulated on the GPU. */
-    private void benchSolver4096(CudaBackend cuda) {
-        int n = 4096;
-        double[][] w = gaussian(n, n, 0.02);
-        double[][] h;
-        try (QuantBackend.HessianSum s = cuda.hessian(n)) {
-            s.add(correlatedFloats(8192, n), 8192);
-            h = s.toAccumulator().hessian();
-        }
-        GptqSolver.Options opt = GptqSolver.Options.defaults().withGrid(new QuantGrid.Spec(4, 128, false, false));
-        double[][] small = gaussian(64, 256, 0.02); // warm-up: first launches, allocator
-        cuda.quantizeTimed(small, gramOfCorrelated(512, 256), opt, new LatticeSweep.Stats[1], new double[1]);
-        LatticeSweep.Stats[] st = new LatticeSweep.Stats[1];
-        double[] upd = new double[1];
-        long t0 = System.nanoTime();
-        QuantizedLayer got = cuda.quantizeTimed(w, h, opt, st, upd);
-        double total = (System.nanoTime() - t0) / 1e9;
-        long c0 = System.nanoTime();
-        QuantizedLayer ref = GptqSolver.quantize(w, h, opt);
-        double cpuSeconds = (System.nanoTime() - c0) / 1e9;
-        Parity.Layers p = Parity.layers(ref, got);
-        verdict("solver 4096x4096 4-bit g128 (benchmark layer)", p.ok(), p.toString());
-        row("solver 4-bit g128 4096x4096: GPU sweep", String.format(Locale.ROOT,
-                "%.1f ms (updates %.1f ms, %.0f GFLOP/s fp64)", st[0].sweepSeconds() * 1e3, upd[0] * 1e3,
-                st[0].updateFlops() / upd[0] / 1e9), "<= 60 ms", "1.22 s");
-        row("  same layer end to end (CPU factorisation + grid)", String.format(Locale.ROOT,
-                "%.2f s (host part %.2f s); CPU solver %.2f s; loss rel diff %.1e", total, st[0].hostSeconds(),
-                cpuSeconds, p.lossRel()), "same loss", "");
-    }
-
-    /** The sweep alone on a synthetic factor (no 28672² factorisation on the host). */
-    private void benchSweep8192x28672(CudaBackend cuda) {
-        int m = 8192;
-        int n = 28672;
-        int bs = 128;
-        int gs = 128;
-        int groups = n / gs;
-        double[] wp = new double[m * n];
-        long seed = rnd.nextLong();
-        IntStream.range(0, m).parallel().forEach(r -> {
-            SplittableRandom g = new SplittableRandom(seed + r);
-            for (int j = 0; j < n; j++) {
-                wp[r * n + j] = 0.02 * (g.nextDouble() - 0.5);
-            }
-        });
-        // U: unit diagonal, small upper entries: the upper Cholesky factor of some SPD H⁻¹ (any such U is)
-        double[] u = new double[n * n];
-        double off = 0.5 / Math.sqrt(n);
-        IntStream.range(0, n).parallel().forEach(i -> {
-            SplittableRandom g = new SplittableRandom(seed ^ (31L * i + 7));
-            u[i * n + i] = 1;
-            for (int j = i + 1; j < n; j++) {
-                u[i * n + j] = off * (g.nextDouble() - 0.5);
-            }
-        });
-        double[] scale = new double[m * groups];
-        double[] zero = new double[m * groups];
-        IntStream.range(0, m).parallel().forEach(r -> {
-            for (int g = 0; g < groups; g++) {
-                double lo = 0;
-                double hi = 0;
-                for (int j = g * gs; j < (g + 1) * gs; j++) {
-                    lo = Math.min(lo, wp[r * n + j]);
-                    hi = Math.max(hi, wp[r * n + j]);
-                }
-                double s = (hi - lo) / 15;
-                scale[r * groups + g] = s;
-                zero[r * groups + g] = Math.rint(-lo / s);
-            }
-        });
-        int[] groupOf = new int[n];
-        for (int i = 0; i < n; i++) {
-            groupOf[i] = i / gs;
-        }
-        try (CudaSweep k = new CudaSweep(cuda.device, true)) {
-            long t0 = System.nanoTime();
-            k.setFactor(u, n, groupOf, bs, true, 15);
-            k.setRows(wp, m, scale, zero, groups);
-            cuda.device.synchronize("upload");
-            double upload = (System.nanoTime() - t0) / 1e9;
-            long s0 = System.nanoTime();
-            double flops = LatticeSweep.run(k, m, n, bs);
-            cuda.device.synchronize("sweep");
-            double sweep = (System.nanoTime() - s0) / 1e9;
-            int[] codes = new int[m * n];
-            k.download(wp, codes, new double[m], new double[m], new int[m]);
-            row("solver 4-bit g128 8192x28672: GPU sweep (synthetic U)", String.format(Locale.ROOT,
-                    "%.3f s (updates %.3f s, %.0f GFLOP/s fp64); upload %.2f s", sweep, k.updateSeconds(),
-                    flops / k.updateSeconds() / 1e9, upload), "<= 0.6 s", "11.4 s");
-        }
     }
 
     private void benchHessian(CudaBackend cuda) {
@@ -469,7 +340,7 @@ public final class GpuCheck {
 
     // ---- inputs ---------------------------------------------------------------------------------------------------
 
-    private double[][] gaussian(int rows, int cols, double sd) {
+    double[][] gaussian(int rows, int cols, double sd) {
         double[][] m = new double[rows][cols];
         long seed = rnd.nextLong();
         IntStream.range(0, rows).parallel().forEach(r -> {
@@ -481,7 +352,7 @@ public final class GpuCheck {
         return m;
     }
 
-    private float[] gaussianFloats(int count) {
+    float[] gaussianFloats(int count) {
         float[] f = new float[count];
         long seed = rnd.nextLong();
         int chunk = 1 << 16;
@@ -495,7 +366,7 @@ public final class GpuCheck {
     }
 
     /** Calibration-like activations: correlated columns with uneven scales. */
-    private float[] correlatedFloats(int tokens, int n) {
+    float[] correlatedFloats(int tokens, int n) {
         float[] x = gaussianFloats(tokens * n);
         double[] colScale = new double[n];
         for (int j = 0; j < n; j++) {
@@ -510,7 +381,7 @@ public final class GpuCheck {
         return x;
     }
 
-    private double[][] gramOfCorrelated(int tokens, int n) {
+    double[][] gramOfCorrelated(int tokens, int n) {
         float[] x = correlatedFloats(tokens, n);
         float[][] rows = new float[tokens][];
         for (int t = 0; t < tokens; t++) {

@@ -1,34 +1,41 @@
 package org.babaiquant.gpu;
 
+import org.babaiquant.core.DampedFactor;
+import org.babaiquant.core.DenseKernels;
+
 import java.util.stream.IntStream;
 
 /**
- * {@link SweepKernels} in Java, operation for operation what solver.cu computes: the strip with separate multiply and
- * subtract (the kernel's _rn intrinsics), the update with one {@link Math#fma} per term in k order then one subtraction
- * (the kernel's accumulator). So the CUDA sweep must reproduce this one's codes and losses exactly, and this one
- * differs from core's GptqSolver only by the summation order of the products (rounding ties).
+ * {@link SweepKernels} in Java, operation for operation what solver.cu computes: the column step with separate
+ * multiply, add, divide (the kernel's _rn intrinsics, as core's NearestPlaneSweep), {@code 1/Ũ_kk} once per column,
+ * the accumulators of the launch's later columns advanced by one {@link Math#fma} per earlier column in column order
+ * (the warp's shuffle-and-fma), the loss and bound summed in column order; the update with one {@link Math#fma} per
+ * term in k order, then one addition (dgemm_add's accumulator). So the CUDA sweep on its exact update path must
+ * reproduce this one's codes and losses exactly, and this one differs from core's GptqSolver only by the summation
+ * order of the accumulators (rounding ties).
  */
 final class HostSweep implements SweepKernels {
-    private double[] u;
+    private double[] ut;
     private int n;
     private int[] groupOf;
     private int bs;
     private boolean clip;
     private int maxq;
     private double[] w;
+    private double[] a;
     private int m;
     private double[] scale;
     private double[] zero;
     private int groups;
-    private int[] codes;
-    private double[] e;
+    private byte[] codes;
+    private double[] delta;
     private double[] loss;
     private double[] bound;
     private int[] clipped;
 
     @Override
-    public void setFactor(double[] u, int n, int[] groupOf, int bs, boolean clip, int maxq) {
-        this.u = u;
+    public void setFactor(double[] ut, int n, int[] groupOf, int bs, boolean clip, int maxq) {
+        this.ut = ut;
         this.n = n;
         this.groupOf = groupOf;
         this.bs = bs;
@@ -37,14 +44,23 @@ final class HostSweep implements SweepKernels {
     }
 
     @Override
+    public Factor factor(double[] h, int n, int[] perm, double percdamp, int maxTries, int[] groupOf, int bs,
+                         boolean clip, int maxq) {
+        DampedFactor.Upper f = DampedFactor.upperInPlace(h.clone(), n, perm, percdamp, maxTries, DenseKernels.get());
+        setFactor(f.ut(), n, groupOf, bs, clip, maxq);
+        return new Factor(new DampedFactor.Damping(f.percdamp(), f.lambda(), f.attempts()), f.traceD());
+    }
+
+    @Override
     public void setRows(double[] wp, int m, double[] scale, double[] zero, int groups) {
         this.w = wp.clone();
+        this.a = new double[m * n];
         this.m = m;
         this.scale = scale;
         this.zero = zero;
         this.groups = groups;
-        this.codes = new int[m * n];
-        this.e = new double[m * bs];
+        this.codes = new byte[m * n * SweepKernels.codeBytes(clip)];
+        this.delta = new double[m * bs];
         this.loss = new double[m];
         this.bound = new double[m];
         this.clipped = new int[m];
@@ -56,33 +72,46 @@ final class HostSweep implements SweepKernels {
             throw new IllegalArgumentException("strip width " + width);
         }
         IntStream.range(0, m).parallel().forEach(r -> {
-            long row = (long) r * n;
-            double[] x = new double[width];
-            for (int j = 0; j < width; j++) {
-                x[j] = w[(int) row + c1 + j];
-            }
+            int row = r * n;
+            double[] p = new double[width];
+            System.arraycopy(a, row + c1, p, 0, width);
             for (int i = 0; i < width; i++) {
-                int g = groupOf[c1 + i];
+                int col = c1 + i;
+                int g = groupOf[col];
                 double s = scale[r * groups + g];
                 double z = zero[r * groups + g];
-                double d = u[(c1 + i) * n + c1 + i];
-                double c = Math.rint(x[i] / s) + z;
+                double d = ut[col * n + col];
+                double r1 = 1.0 / d;
+                double wk = w[row + col];
+                double x = wk + p[i] * r1;
+                double c = Math.rint(x / s) + z;
                 if (clip && (c < 0 || c > maxq)) {
                     c = Math.min(Math.max(c, 0), maxq);
                     clipped[r]++;
                 }
                 double q = s * (c - z);
-                double err = (x[i] - q) / d;
-                loss[r] += err * err;
-                bound[r] += 0.25 * s * s / (d * d);
-                w[(int) row + c1 + i] = q;
-                codes[(int) row + c1 + i] = (int) c;
-                e[r * bs + c1 - i1 + i] = err;
+                double e = d * (x - q);
+                loss[r] += e * e;
+                bound[r] += 0.25 * s * s * (d * d);
+                double dl = wk - q;
+                putCode(row + col, (int) c);
+                delta[r * bs + col - i1] = dl;
+                int u0 = col * n + c1;
                 for (int j = i + 1; j < width; j++) {
-                    x[j] -= err * u[(c1 + i) * n + c1 + j];
+                    p[j] = Math.fma(dl, ut[u0 + j], p[j]);
                 }
             }
         });
+    }
+
+    private void putCode(int i, int c) {
+        if (clip) {
+            codes[i] = (byte) c;
+        } else {
+            for (int b = 0; b < 4; b++) {
+                codes[4 * i + b] = (byte) (c >>> 8 * b);
+            }
+        }
     }
 
     @Override
@@ -92,17 +121,16 @@ final class HostSweep implements SweepKernels {
             for (int j = j0; j < j1; j++) {
                 double acc = 0;
                 for (int t = 0; t < k; t++) {
-                    acc = Math.fma(e[r * bs + a0 + t], u[(c1 + t) * n + j], acc);
+                    acc = Math.fma(delta[r * bs + a0 + t], ut[(c1 + t) * n + j], acc);
                 }
-                w[r * n + j] -= acc;
+                a[r * n + j] += acc;
             }
         });
     }
 
     @Override
-    public void download(double[] wp, int[] codesOut, double[] lossOut, double[] boundOut, int[] clippedOut) {
-        System.arraycopy(w, 0, wp, 0, m * n);
-        System.arraycopy(codes, 0, codesOut, 0, m * n);
+    public void download(byte[] codesOut, double[] lossOut, double[] boundOut, int[] clippedOut) {
+        System.arraycopy(codes, 0, codesOut, 0, codes.length);
         System.arraycopy(loss, 0, lossOut, 0, m);
         System.arraycopy(bound, 0, boundOut, 0, m);
         System.arraycopy(clipped, 0, clippedOut, 0, m);
@@ -111,5 +139,6 @@ final class HostSweep implements SweepKernels {
     @Override
     public void close() {
         w = null;
+        a = null;
     }
 }

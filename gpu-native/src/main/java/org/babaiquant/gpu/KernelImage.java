@@ -21,7 +21,8 @@ public final class KernelImage {
     /** Every entry point the Java side launches, by module: what the build must have produced. */
     public static final Map<String, List<String>> EXPECTED = Map.of(
             "hessian", List.of("hessian_syrk_bf16", "hessian_syrk_f16", "hessian_syrk_f32"),
-            "solver", List.of("dgemm_sub", "gptq_strip"),
+            "solver", List.of("dgemm_add", "dgemm_tc", "gptq_block"),
+            "cholesky", List.of("chol_diag", "chol_gather", "chol_panel", "chol_reverse", "chol_update"),
             "gemv", List.of("gemv_dense_b2", "gemv_dense_b4", "gemv_dense_b8", "gemv_finish"));
 
     private final boolean built;

@@ -1,7 +1,7 @@
 package org.babaiquant.gpu;
 
 import org.babaiquant.core.ColumnOrder;
-import org.babaiquant.core.DampedFactor;
+import org.babaiquant.core.Dense;
 import org.babaiquant.core.DenseKernels;
 import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.LayerReport;
@@ -12,20 +12,23 @@ import org.babaiquant.core.QuantizedLayer;
 import java.util.function.Supplier;
 
 /**
- * GPTQ (blocked, lazy updates) as core's {@link GptqSolver} runs it, with the column sweep on {@link SweepKernels}.
- * The host does what is O(n²) or a one-off: validation, dead columns, the grid, the column order, and the
- * factorisation (core's {@link GptqSolver#prepareAndFactor}: the CPU solver's own factor Ũ, so damping, order and tr(D)
- * are the CPU solver's, inverted to GPTQ's U = Ũ⁻¹ for these kernels; a GPU factorisation is future work). The
- * kernels do the O(m·n²) sweep:
+ * GPTQ (blocked, lazy updates) as core's {@link GptqSolver} runs it — Babai's nearest plane on the one-Cholesky factor
+ * Ũ, no inverse — with the factorisation and the column sweep on {@link SweepKernels}. The host does what is O(m·n)
+ * or less: validation, dead columns, the grid, the column order (core's {@link GptqSolver#prepare}). The kernels
+ * factor ({@link SweepKernels#factor}: damping escalated exactly as core's DampedFactor, on the device for CUDA) —
+ * except for min-pivot order, whose pivoted Cholesky picks every pivot as the argmin of the current Schur complement's
+ * diagonal (n data-dependent global reductions between rank-1 updates, no blocked form with a fixed order), so it
+ * stays core's host step ({@link GptqSolver#prepareAndFactor}) and its factor is uploaded. The kernels then do the
+ * O(m·n²) sweep:
  * <pre>
- *   for each block [i1, i2) of bs columns:
- *     for each strip [c1, c2) of ≤ 32 columns:      strip(i1, c1, c2 − c1)     columns, rows in parallel
- *       if c2 &lt; i2:                                 update W[:, c2:i2] −= E[:, c1:c2]·U[c1:c2, c2:i2]
- *     if i2 &lt; n:                                   update W[:, i2:n]  −= E[:, i1:i2]·U[i1:i2, i2:n]   (lazy)
+ *   for each lazy block [i1, i2) of bs columns:
+ *     for each launch [c1, c2) of ≤ 128 columns:    strip(i1, c1, c2 − c1)     columns, rows in parallel
+ *       if c2 &lt; i2:                                 update A[:, c2:i2] += Δ[:, c1:c2]·Ũ[c1:c2, c2:i2]
+ *     if i2 &lt; n:                                   update A[:, i2:n]  += Δ[:, i1:i2]·Ũ[i1:i2, i2:n]   (lazy)
  * </pre>
- * which is GPTQ's own statement of the step the CPU sweep takes on Ũ (residuals fed forward through Ũ instead of
- * errors through U = Ũ⁻¹: the same arithmetic up to float64 rounding). Codes therefore equal the CPU solver's except
- * where rounding decides a tie.
+ * which is core's NearestPlaneSweep with the accumulators summed in another order. Codes therefore equal the CPU
+ * solver's except where rounding decides a tie; the dequantized values are computed here from the codes and the grid
+ * ({@code s·(c − z)}, the CPU solver's own expression), so only codes and row statistics cross back.
  */
 final class LatticeSweep {
     private LatticeSweep() {}
@@ -39,7 +42,7 @@ final class LatticeSweep {
     }
 
     /** Timings and work of the last sweep, for the benchmark. */
-    record Stats(double hostSeconds, double sweepSeconds, double updateFlops) {}
+    record Stats(double hostSeconds, double factorSeconds, double sweepSeconds, double updateFlops) {}
 
     /** GPTQ on the given kernels; {@code stats}, if not null, receives [0] the timings. */
     static QuantizedLayer quantize(double[][] w0, double[][] h0, GptqSolver.Options opt, QuantGrid fixedGrid,
@@ -54,16 +57,18 @@ final class LatticeSweep {
             throw new IllegalArgumentException("the lattice sweep runs GPTQ; " + opt.method() + " runs on the CPU");
         }
         long t0 = System.nanoTime();
-        GptqSolver.Factored fp = GptqSolver.prepareAndFactor(w0, h0, opt, fixedGrid, DenseKernels.get());
-        GptqSolver.Prepared p = fp.prepared();
+        // min-pivot's pivoted Cholesky stays a host step (see the class comment); every other order factors on the
+        // kernels' side
+        boolean hostFactor = opt.order() == ColumnOrder.MIN_PIVOT;
+        GptqSolver.Factored fp = hostFactor ? GptqSolver.prepareAndFactor(w0, h0, opt, fixedGrid, DenseKernels.get())
+                : null;
+        GptqSolver.Prepared p = hostFactor ? fp.prepared() : GptqSolver.prepare(w0, h0, opt, fixedGrid);
         double[][] w = p.w();
         QuantGrid grid = p.grid();
         int[] perm = p.perm();
         LayerReport rep = p.report();
         int rows = w.length;
         int n = w[0].length;
-
-        DampedFactor.Flat f = DampedFactor.inverse(fp.factor(), DenseKernels.get());
 
         int groups = grid.groups();
         int[] groupOf = new int[n];
@@ -77,8 +82,21 @@ final class LatticeSweep {
         long s0 = System.nanoTime();
         double flops = 0;
         int slab = slabSize > 0 ? slabSize : slabRows(rows, n);
+        double factorSeconds;
         try (SweepKernels k = kernels.get()) {
-            k.setFactor(f.u(), n, groupOf, bs, opt.clip(), grid.maxq);
+            if (hostFactor) {
+                k.setFactor(fp.factor().ut(), n, groupOf, bs, opt.clip(), grid.maxq);
+            } else {
+                double[] hf = Dense.flatten(p.h());
+                SweepKernels.Factor f = k.factor(hf, n, perm, opt.percdamp(), opt.maxDampTries(), groupOf, bs,
+                        opt.clip(), grid.maxq);
+                rep.percdampUsed = f.damping().percdamp();
+                rep.lambda = f.damping().lambda();
+                rep.dampAttempts = f.damping().attempt();
+                rep.traceD = f.traceD();
+            }
+            factorSeconds = (System.nanoTime() - s0) / 1e9;
+            s0 = System.nanoTime();
             for (int r0 = 0; r0 < rows; r0 += slab) {
                 int m = Math.min(slab, rows - r0);
                 double[] wp = new double[m * n];
@@ -94,16 +112,20 @@ final class LatticeSweep {
                 }
                 k.setRows(wp, m, scale, zero, groups);
                 flops += run(k, m, n, bs);
-                int[] cp = new int[m * n];
+                byte[] cp = new byte[m * n * SweepKernels.codeBytes(opt.clip())];
                 double[] loss = new double[m];
                 double[] bound = new double[m];
                 int[] clipped = new int[m];
-                k.download(wp, cp, loss, bound, clipped);
+                k.download(cp, loss, bound, clipped);
                 for (int r = 0; r < m; r++) {
                     int row = r0 + r;
+                    double[] s = grid.scale[row];
+                    double[] z = grid.zero[row];
                     for (int i = 0; i < n; i++) {
-                        codes[row][perm[i]] = cp[r * n + i];
-                        dq[row][perm[i]] = wp[r * n + i];
+                        int c = SweepKernels.code(cp, r * n + i, opt.clip());
+                        int g = groupOf[i];
+                        codes[row][perm[i]] = c;
+                        dq[row][perm[i]] = s[g] * (c - z[g]);
                     }
                     rep.rowLoss[row] = loss[r];
                     rep.rowBound[row] = bound[r];
@@ -115,7 +137,7 @@ final class LatticeSweep {
         rep.bitsPerWeight = GptqSolver.checkpointBitsPerWeight(rows, n, grid, opt.order() != ColumnOrder.NATURAL);
         rep.seconds = (System.nanoTime() - t0) / 1e9;
         if (stats != null) {
-            stats[0] = new Stats(hostSeconds, sweepSeconds, flops);
+            stats[0] = new Stats(hostSeconds, factorSeconds, sweepSeconds, flops);
         }
         return new QuantizedLayer(codes, grid, perm, dq, rep);
     }

@@ -71,6 +71,34 @@ class LatticeSweepTest {
     }
 
     @Test
+    void theKernelsFactorWithTheCpuSolversDampingInEveryOrder() {
+        int n = 90;
+        double[][] w = gaussian(6, n);
+        // rank 40 < n, shifted down by 2 % of the mean diagonal: percdamp 0.01 fails, 0.1 factorises (attempt 2)
+        double[][] h = new HessianAccumulator(n).add(gaussian(40, n)).hessian();
+        double mean = 0;
+        for (int i = 0; i < n; i++) {
+            mean += h[i][i] / n;
+        }
+        for (int i = 0; i < n; i++) {
+            h[i][i] -= 0.02 * mean;
+        }
+        for (ColumnOrder order : ColumnOrder.values()) {
+            GptqSolver.Options opt = GptqSolver.Options.defaults().withOrder(order)
+                    .withGrid(new QuantGrid.Spec(4, 30, false, false));
+            QuantizedLayer ref = GptqSolver.quantize(w, h, opt);
+            QuantizedLayer got = LatticeSweep.quantize(w, h, opt, null, HostSweep::new, null);
+            String what = "seed " + seed + " order " + order;
+            assertEquals(2, ref.report().dampAttempts, what);
+            assertEquals(ref.report().dampAttempts, got.report().dampAttempts, what);
+            assertEquals(ref.report().lambda, got.report().lambda, what);
+            assertEquals(ref.report().percdampUsed, got.report().percdampUsed, what);
+            assertEquals(ref.report().traceD, got.report().traceD, what);
+            assertEquals(0, Parity.layers(ref, got).differing(), what);
+        }
+    }
+
+    @Test
     void onlyGptqRunsOnTheSweep() {
         double[][] w = gaussian(2, 8);
         double[][] h = new HessianAccumulator(8).add(gaussian(20, 8)).hessian();

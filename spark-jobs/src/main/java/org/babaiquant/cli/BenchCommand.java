@@ -9,6 +9,7 @@ import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.core.QuantizedLayer;
+import org.babaiquant.core.SweepTimings;
 import org.babaiquant.io.Npy;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -31,6 +32,17 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
+
+import org.babaiquant.cli.BenchProcesses.HeapSampler;
+import org.babaiquant.cli.BenchProcesses.Run;
+import static org.babaiquant.cli.BenchProcesses.deleteTree;
+import static org.babaiquant.cli.BenchProcesses.launcher;
+import static org.babaiquant.cli.BenchProcesses.load;
+import static org.babaiquant.cli.BenchProcesses.peerScript;
+import static org.babaiquant.cli.BenchProcesses.pythonWithNumpy;
+import static org.babaiquant.cli.BenchProcesses.readU8;
+import static org.babaiquant.cli.BenchProcesses.run;
+import static org.babaiquant.cli.BenchProcesses.selfPeakRss;
 
 /**
  * {@code bench}: the CPU solver against a NumPy GPTQ on the same W and H, each as a user runs it (a whole process:
@@ -214,20 +226,30 @@ public final class BenchCommand implements Callable<Integer> {
             double[][] h = Npy.readMatrix(hFile);
             GptqSolver.Options opt = options();
             int reps = (long) rows * cols <= 1L << 24 ? 2 : 1;
-            double factor = Double.POSITIVE_INFINITY;
+            // the two phases of one solve, timed apart (the same codes as GptqSolver.quantize: GptqSolverTest)
+            double factor = 0;
+            double sweep = 0;
             double total = Double.POSITIVE_INFINITY;
             double peakHeap = 0;
+            SweepTimings sweepParts = null;
             QuantizedLayer ours = null;
             for (int rep = 0; rep < reps; rep++) {
-                long t0 = System.nanoTime();
-                GptqSolver.prepareAndFactor(w, h, opt, null, kernels);
-                factor = Math.min(factor, seconds(t0));
                 ours = null;
                 System.gc();
                 try (HeapSampler heap = new HeapSampler()) {
-                    t0 = System.nanoTime();
-                    ours = GptqSolver.quantize(w, h, opt, null, kernels);
-                    total = Math.min(total, seconds(t0));
+                    long t0 = System.nanoTime();
+                    GptqSolver.Factored setup = GptqSolver.prepareAndFactor(w, h, opt, null, kernels);
+                    double f = seconds(t0);
+                    long t1 = System.nanoTime();
+                    SweepTimings parts = new SweepTimings();
+                    ours = GptqSolver.sweep(setup, opt, kernels, parts);
+                    double sw = seconds(t1);
+                    if (f + sw < total) {
+                        factor = f;
+                        sweep = sw;
+                        total = f + sw;
+                        sweepParts = parts;
+                    }
                     peakHeap = Math.max(peakHeap, heap.peak());
                 }
             }
@@ -249,14 +271,14 @@ public final class BenchCommand implements Callable<Integer> {
                     Run run = run(List.of(launcher.toString(), "quantize-layer", "--weight", wFile.toString(),
                             "--hessian", hFile.toString(), "--bits", "" + bits, "--group-size", "" + groupSize,
                             "--block-size", "" + BLOCK, "--out", out.toString()), dir);
-                    best = best == null || run.seconds < best.seconds ? run : best;
+                    best = best == null || run.seconds() < best.seconds() ? run : best;
                 }
                 if (python != null) {
                     Path out = dir.resolve("peer");
                     deleteTree(out);
                     Run run = run(List.of(python, peer.toString(), wFile.toString(), hFile.toString(), out.toString(),
                             "" + bits, "" + groupSize, "" + BLOCK, "0.01"), dir);
-                    bestPeer = bestPeer == null || run.seconds < bestPeer.seconds ? run : bestPeer;
+                    bestPeer = bestPeer == null || run.seconds() < bestPeer.seconds() ? run : bestPeer;
                 }
             }
             String agree = "-";
@@ -276,16 +298,17 @@ public final class BenchCommand implements Callable<Integer> {
             double floor = potrf + updates;
             String line = String.format(Locale.ROOT,
                     "| %dx%d | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f + %.2f | %.2f | %.2f | %s | %s → %s |",
-                    rows, cols, best == null ? "-" : f2(best.seconds), bestPeer == null ? "-" : f2(bestPeer.seconds),
-                    best == null || bestPeer == null ? "-" : f2(bestPeer.seconds / best.seconds),
-                    best == null || best.maxRssKb < 0 ? "-" : f2(best.maxRssKb / (GIB / 1024)),
-                    bestPeer == null || bestPeer.maxRssKb < 0 ? "-" : f2(bestPeer.maxRssKb / (GIB / 1024)),
-                    factor, total - factor, total, oldFactor, potrf, updates, total / floor, peakHeap / GIB, agree,
+                    rows, cols, best == null ? "-" : f2(best.seconds()), bestPeer == null ? "-" : f2(bestPeer.seconds()),
+                    best == null || bestPeer == null ? "-" : f2(bestPeer.seconds() / best.seconds()),
+                    best == null || best.maxRssKb() < 0 ? "-" : f2(best.maxRssKb() / (GIB / 1024)),
+                    bestPeer == null || bestPeer.maxRssKb() < 0 ? "-" : f2(bestPeer.maxRssKb() / (GIB / 1024)),
+                    factor, sweep, total, oldFactor, potrf, updates, total / floor, peakHeap / GIB, agree,
                     load0, load());
             System.out.println(line);
             md.add(line);
+            System.out.println("    our sweep's parts (in process): " + sweepParts);
             if (bestPeer != null) {
-                String detail = "    NumPy peer's own timings (best run): " + bestPeer.lastLine;
+                String detail = "    NumPy peer's own timings (best run): " + bestPeer.lastLine();
                 System.out.println(detail);
             }
             Files.deleteIfExists(wFile);
@@ -521,169 +544,5 @@ public final class BenchCommand implements Callable<Integer> {
             }
         }
         return flops / best / 1e9;
-    }
-
-    // ---- processes, memory, machine -----------------------------------------------------------------------------------
-
-    /** A finished whole-process run: wall seconds, peak RSS (KiB, −1 when unknown) and its last output line. */
-    private record Run(double seconds, long maxRssKb, String lastLine) {}
-
-    private static final Path TIME = Path.of("/usr/bin/time");
-
-    private static Run run(List<String> command, Path dir) throws IOException {
-        List<String> cmd = new ArrayList<>();
-        Path rss = dir.resolve("rss.txt");
-        boolean timed = Files.isExecutable(TIME);
-        if (timed) {
-            cmd.addAll(List.of(TIME.toString(), "-f", "%M", "-o", rss.toString()));
-        }
-        cmd.addAll(command);
-        Path log = dir.resolve("run.log");
-        long t0 = System.nanoTime();
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
-        try {
-            if (!p.waitFor(2, TimeUnit.HOURS)) {
-                p.destroyForcibly();
-                throw new IllegalStateException("timed out: " + String.join(" ", command));
-            }
-        } catch (InterruptedException e) {
-            p.destroyForcibly();
-            Thread.currentThread().interrupt();
-            throw new IllegalStateException("interrupted: " + String.join(" ", command));
-        }
-        double seconds = seconds(t0);
-        List<String> out = Files.readAllLines(log, StandardCharsets.UTF_8);
-        if (p.exitValue() != 0) {
-            throw new IllegalStateException("exit " + p.exitValue() + " from " + String.join(" ", command) + ":\n"
-                    + String.join("\n", out.subList(Math.max(0, out.size() - 20), out.size())));
-        }
-        long kb = -1;
-        if (timed) {
-            List<String> r = Files.readAllLines(rss, StandardCharsets.UTF_8);
-            if (!r.isEmpty()) {
-                kb = Long.parseLong(r.get(r.size() - 1).trim());
-            }
-        }
-        return new Run(seconds, kb, out.isEmpty() ? "" : out.get(out.size() - 1));
-    }
-
-    /** bin/babai-quant of this installation (the launcher sets babai.home), or null. */
-    private static Path launcher() {
-        String home = System.getProperty("babai.home");
-        if (home == null) {
-            return null;
-        }
-        Path l = Path.of(home, "bin", "babai-quant");
-        return Files.isExecutable(l) ? l : null;
-    }
-
-    /** The peer script, copied out of the jar into the scratch folder. */
-    private static Path peerScript(Path dir) throws IOException {
-        Path script = dir.resolve("gptq_numpy_peer.py");
-        try (InputStream in = BenchCommand.class.getResourceAsStream("gptq_numpy_peer.py")) {
-            if (in == null) {
-                throw new IllegalStateException("gptq_numpy_peer.py is missing from the jar");
-            }
-            Files.copy(in, script, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-        }
-        return script;
-    }
-
-    /** "python3" when it runs and imports numpy, else null. */
-    private static String pythonWithNumpy() {
-        try {
-            Process p = new ProcessBuilder("python3", "-c", "import numpy").redirectErrorStream(true).start();
-            p.getInputStream().readAllBytes();
-            return p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0 ? "python3" : null;
-        } catch (IOException e) {
-            return null;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return null;
-        }
-    }
-
-    /** The peer's codes: a NumPy {@code |u1} array [rows, cols]. */
-    private static byte[] readU8(Path file, int rows, int cols) throws IOException {
-        byte[] all = Files.readAllBytes(file);
-        ByteBuffer b = ByteBuffer.wrap(all).order(ByteOrder.LITTLE_ENDIAN);
-        int major = all[6];
-        int headerLen = major == 1 ? Short.toUnsignedInt(b.getShort(8)) : b.getInt(8);
-        int start = (major == 1 ? 10 : 12) + headerLen;
-        String header = new String(all, 0, start, StandardCharsets.ISO_8859_1);
-        if (!header.contains("'|u1'") || all.length - start != (long) rows * cols) {
-            throw new IllegalStateException(file + " is not a uint8 " + rows + "x" + cols + " array: " + header.trim());
-        }
-        return java.util.Arrays.copyOfRange(all, start, all.length);
-    }
-
-    /** Samples the used heap every few milliseconds: its maximum is the peak of whatever runs meanwhile. */
-    private static final class HeapSampler implements AutoCloseable {
-        private volatile boolean running = true;
-        private volatile long peak;
-        private final Thread thread;
-
-        HeapSampler() {
-            Runtime rt = Runtime.getRuntime();
-            peak = rt.totalMemory() - rt.freeMemory();
-            thread = new Thread(() -> {
-                while (running) {
-                    peak = Math.max(peak, rt.totalMemory() - rt.freeMemory());
-                    try {
-                        Thread.sleep(2);
-                    } catch (InterruptedException e) {
-                        return;
-                    }
-                }
-            }, "heap-sampler");
-            thread.setDaemon(true);
-            thread.start();
-        }
-
-        long peak() {
-            Runtime rt = Runtime.getRuntime();
-            return Math.max(peak, rt.totalMemory() - rt.freeMemory());
-        }
-
-        @Override
-        public void close() {
-            running = false;
-            thread.interrupt();
-        }
-    }
-
-    /** VmHWM of this process (Linux), in GiB, or "-". */
-    private static String selfPeakRss() {
-        try {
-            for (String l : Files.readAllLines(Path.of("/proc/self/status"))) {
-                Matcher m = Pattern.compile("VmHWM:\\s+(\\d+) kB").matcher(l);
-                if (m.find()) {
-                    return f2(Long.parseLong(m.group(1)) / (GIB / 1024));
-                }
-            }
-        } catch (IOException | RuntimeException e) {
-            // not Linux
-        }
-        return "-";
-    }
-
-    /** The 1-minute load average (Linux), or "-": other work on the machine skews every figure. */
-    private static String load() {
-        try {
-            return Files.readString(Path.of("/proc/loadavg")).split(" ")[0];
-        } catch (IOException | RuntimeException e) {
-            return "-";
-        }
-    }
-
-    private static void deleteTree(Path dir) throws IOException {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(dir)) {
-            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(p);
-            }
-        }
     }
 }

@@ -9,6 +9,7 @@ import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.HessianJob;
 import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -34,8 +35,11 @@ public final class BenchHessianCommand implements Callable<Integer> {
     @Option(names = "--tokens", defaultValue = "16384", description = "tokens (default: ${DEFAULT-VALUE})")
     int tokens;
 
-    @Option(names = "--master", defaultValue = "local[*]", description = "(default: ${DEFAULT-VALUE})")
-    String master;
+    @Mixin
+    SparkMasterOption sparkMaster = new SparkMasterOption();
+
+    @Mixin
+    BackendOption backend = new BackendOption();
 
     @Option(names = "--slice-tiles", defaultValue = "64", description = "(default: ${DEFAULT-VALUE})")
     int sliceTiles;
@@ -60,10 +64,10 @@ public final class BenchHessianCommand implements Callable<Integer> {
                     tmp.resolve("act").toString(), false);
             double flops = (double) tokens * dim * (dim + 1.0);
 
-            SparkSession spark = SparkSupport.session(master, "babai-quant bench-hessian");
+            SparkSession spark = SparkSupport.session(sparkMaster.master, "babai-quant bench-hessian");
             int cores = spark.sparkContext().defaultParallelism();
             HessianJob.Config cfg = new HessianJob.Config(tmp.resolve("act").toString(), tmp.resolve("h").toString(), List.of(),
-                    cores, sliceTiles, 512, true);
+                    cores, sliceTiles, 512, true, backend.backend);
             HessianJob.run(spark, cfg, s -> { }); // warm-up (JIT, Spark)
             long t0 = System.nanoTime();
             HessianJob.run(spark, cfg, s -> { });
@@ -86,6 +90,7 @@ public final class BenchHessianCommand implements Callable<Integer> {
                     spark.version(), blas.getClass().getSimpleName());
             // the aim is per core: the stage's rate per task slot against dsyrk's rate per BLAS thread
             int blasThreads = blasThreads();
+            String master = spark.sparkContext().master() + ", backend " + backend.backend;
             String head = "| d | tokens | master | stage s | stage GFLOP/s | per core | tokens/s | dsyrk s | dsyrk GFLOP/s | BLAS threads"
                     + " | per core / dsyrk per thread |";
             String row = String.format(Locale.ROOT, "| %d | %d | %s | %.2f | %.2f | %.2f | %.0f | %.3f | %.2f | %d | %.2f |",

@@ -4,6 +4,7 @@ import org.apache.spark.sql.SparkSession;
 import org.babaiquant.spark.HessianJob;
 import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.util.ArrayList;
@@ -14,7 +15,8 @@ import java.util.concurrent.Callable;
 @Command(name = "hessian", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Accumulate H = Σ XᵀX per input site on Spark and write one Hessian artifact per site.",
                 "Sites whose artifact exists with the same fingerprint are skipped. The result is byte-identical",
-                "whatever --partitions, executors or task order (slices and block sums have a fixed order)."})
+                "whatever --partitions, executors or task order (slices and block sums have a fixed order) for a",
+                "given --backend (cpu: float64 dsyrk; cuda: the task's GPU, agreeing with cpu to ~1e-12 relative)."})
 public final class HessianCommand implements Callable<Integer> {
     @Option(names = "--activations", required = true, paramLabel = "URI", description = "activation dataset (import-activations output)")
     String activations;
@@ -34,8 +36,11 @@ public final class HessianCommand implements Callable<Integer> {
     @Option(names = "--block-size", defaultValue = "512", description = "rows/cols of one stored block (default: ${DEFAULT-VALUE})")
     int blockSize;
 
-    @Option(names = "--master", paramLabel = "URL", description = "Spark master when not under spark-submit (default: local[*])")
-    String master;
+    @Mixin
+    BackendOption backend = new BackendOption();
+
+    @Mixin
+    SparkMasterOption sparkMaster = new SparkMasterOption();
 
     @Option(names = "--plan", description = "print the plan (sizes, memory per task, fingerprints) and exit")
     boolean plan;
@@ -45,9 +50,9 @@ public final class HessianCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        SparkSession spark = SparkSupport.session(master, "babai-quant hessian");
+        SparkSession spark = SparkSupport.session(sparkMaster.master, "babai-quant hessian");
         int n = partitions != null ? partitions : spark.sparkContext().defaultParallelism();
-        HessianJob.Config cfg = new HessianJob.Config(activations, out, sites, n, sliceTiles, blockSize, force);
+        HessianJob.Config cfg = new HessianJob.Config(activations, out, sites, n, sliceTiles, blockSize, force, backend.backend);
         if (plan) {
             List<HessianJob.SitePlan> plans = HessianJob.plan(spark, cfg);
             System.out.print(HessianJob.planTable(plans));

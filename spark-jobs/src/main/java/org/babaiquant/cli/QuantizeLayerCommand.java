@@ -43,7 +43,10 @@ import java.util.concurrent.Callable;
                 "ssqr|hptq|hrtn write DIR/layer.ssqr|.hptq|.hrtn (the stored layer: SsqrFormat,",
                 "HptqFormat), codes.npy (int32 unclipped lattice codes), dequant.npy (float32,",
                 "decoded from that file), rows.npy and report.json, whose bits_per_weight is",
-                "8 x (bytes of the layer file) / (out x in)."})
+                "8 x (bytes of the layer file) / (out x in).",
+                "--backend cuda runs GPTQ's factorisation and sweep on the GPU (codes equal to the",
+                "CPU solver's except rounding ties); the other methods run on the CPU. Runs",
+                "without Spark on the class path (the GPU bundle): java -cp ... org.babaiquant.cli.LayerMain."})
 public final class QuantizeLayerCommand implements Callable<Integer> {
     @Option(names = "--weight", required = true, paramLabel = "SPEC",
             description = "W [out, in]: FILE.npy (float32/float64) or FILE.safetensors:tensor.name (F32/F16/BF16)")
@@ -62,6 +65,9 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
 
     @Mixin
     MethodOptions method = new MethodOptions();
+
+    @Mixin
+    BackendOption backend = new BackendOption();
 
     @Option(names = "--eval", paramLabel = "Xe.npy", description = "held-out inputs: adds eval_rel_error = ‖XeWᵀ−XeQᵀ‖/‖XeWᵀ‖")
     Path eval;
@@ -118,7 +124,7 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
         } else {
             h = Npy.readMatrix(calibration.hessian);
         }
-        QuantResult q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.cpu());
+        QuantResult q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.select(backend.backend));
         if (eval != null) {
             LayerQuantizer.evaluate(weight, q, w, Npy.readMatrix(eval), eval.toString());
         }

@@ -1,6 +1,5 @@
 package org.babaiquant.spark;
 
-import dev.ludovic.netlib.blas.BLAS;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.Path;
@@ -11,6 +10,8 @@ import org.apache.parquet.example.data.Group;
 import org.apache.spark.Partitioner;
 import org.apache.spark.sql.SparkSession;
 import org.babaiquant.BadInputException;
+import org.babaiquant.core.HessianAccumulator;
+import org.babaiquant.core.QuantBackend;
 import org.babaiquant.io.Commit;
 import scala.Tuple2;
 
@@ -35,21 +36,36 @@ import java.util.function.Consumer;
  * committed Parquet artifact per site.
  *
  * <p>Determinism: each site's tiles are cut into fixed slices of {@code sliceTiles} consecutive tiles (by seq, not
- * by Spark partition). A slice's partial is accumulated in tile order with float64 rank-k updates (netlib dsyrk,
- * OpenBLAS when present), then split into blocks keyed by (site, block_row, block_col); a block's partials are summed
- * in slice order. The result depends only on the inputs and (slice, block) sizes, not on {@code --partitions}, the
- * number of executors or cores, or the order in which tasks finish.
+ * by Spark partition). A slice's partial is accumulated in tile order by the backend's Hessian
+ * ({@link QuantBackend#hessian}, chosen by {@code --backend} on the task's GPU like {@code quantize}; the CPU one is a
+ * float64 rank-k update, dsyrk through core's {@code DenseKernels}) in updates of at most {@link #UPDATE_TOKENS}
+ * tokens cut at tile boundaries, then split into blocks keyed by (site, block_row, block_col); a block's partials are
+ * summed in slice order. For a given backend the result depends only on the inputs and (slice, block) sizes, not on
+ * {@code --partitions}, the number of executors or cores, or the order in which tasks finish. With {@code auto} on a
+ * cluster where some executors have a usable GPU and some do not, slices mix backends (CPU and CUDA sums agree to
+ * ~1e-12 relative, not bit for bit): the progress line names the backends used; pass {@code cpu} or {@code cuda} for
+ * artifacts reproducible to the byte.
  */
 public final class HessianJob {
     /** Tokens per rank-k update. */
     static final int UPDATE_TOKENS = 1024;
 
+    /** {@code backend}: where each slice's XᵀX runs, {@code auto}, {@code cpu} or {@code cuda} (as {@code quantize}'s). */
     public record Config(String activations, String out, List<String> sites, int partitions, int sliceTiles, int blockSize,
-                         boolean force) implements Serializable {
+                         boolean force, String backend) implements Serializable {
         public Config {
             if (partitions < 1 || sliceTiles < 1 || blockSize < 1) {
                 throw new IllegalArgumentException("partitions, slice tiles and block size must be ≥ 1");
             }
+            if (!List.of("auto", "cpu", "cuda").contains(backend)) {
+                throw new IllegalArgumentException("--backend must be auto, cpu or cuda, got " + backend);
+            }
+        }
+
+        /** Backend {@code auto}. */
+        public Config(String activations, String out, List<String> sites, int partitions, int sliceTiles, int blockSize,
+                      boolean force) {
+            this(activations, out, sites, partitions, sliceTiles, blockSize, force, "auto");
         }
     }
 
@@ -63,8 +79,8 @@ public final class HessianJob {
     /** Work unit: one slice of one site. */
     record Slice(String site, int dim, int index, long firstSeq, List<Range> ranges) implements Serializable {}
 
-    /** A block's partial from one slice. */
-    record Partial(int slice, long tokens, double[] block) implements Serializable {}
+    /** A block's partial from one slice, and the backend that computed it. */
+    record Partial(int slice, long tokens, double[] block, String backend) implements Serializable {}
 
     private HessianJob() {}
 
@@ -165,7 +181,7 @@ public final class HessianJob {
                 // so that quantize applies its starved-expert rule instead of finding no Hessian
                 try (HadoopCommit c = HadoopCommit.folder(spark.sparkContext().hadoopConfiguration(),
                         HessianArtifact.siteDir(cfg.out(), p.site()), Commit.IfExists.REPLACE, Commit.SUCCESS)) {
-                    commit(c, new Written(p.site(), 0, c.temp().toString()), cfg, p);
+                    commit(c, new Written(p.site(), 0, c.temp().toString(), "none"), cfg, p);
                 }
                 results.add(new Result(p.site(), p.dim(), 0, 0, false, p.fingerprint()));
                 progress.accept("site " + p.site() + ": d=" + p.dim() + ", 0 tokens: committed as an empty Hessian (H = 0)");
@@ -202,7 +218,8 @@ public final class HessianJob {
             }
             jsc.setJobDescription("hessian: XᵀX of " + slices.size() + " slice(s) over sites " + commits.keySet());
             JavaRDD<Slice> work = jsc.parallelize(slices, Math.min(cfg.partitions(), slices.size()));
-            JavaPairRDD<String, Partial> partials = work.flatMapToPair(sl -> accumulate(sl, hconf.get(), blockSize).iterator());
+            String backend = cfg.backend();
+            JavaPairRDD<String, Partial> partials = work.flatMapToPair(sl -> accumulate(sl, hconf.get(), blockSize, backend).iterator());
             int parts = Math.max(1, cfg.partitions());
             // blocks summed in slice order, then all blocks of a site in one task, sorted by (block_row, block_col),
             // written there as the site's one Parquet file in the site's temporary folder: one Spark job for every site
@@ -224,8 +241,8 @@ public final class HessianJob {
                 double secs = (System.nanoTime() - t0) / 1e9;
                 double gflop = 1e-9 * tokens * p.dim() * (p.dim() + 1.0);
                 results.add(new Result(p.site(), p.dim(), tokens, secs, false, p.fingerprint()));
-                progress.accept(String.format(Locale.ROOT, "site %s: d=%d, %d tokens, %.2f GFLOP, done at %.1f s",
-                        p.site(), p.dim(), tokens, gflop, secs));
+                progress.accept(String.format(Locale.ROOT, "site %s: d=%d, %d tokens, %.2f GFLOP on %s, done at %.1f s",
+                        p.site(), p.dim(), tokens, gflop, bySite.get(p.site()).backends(), secs));
             }
         } finally {
             commits.values().forEach(HadoopCommit::close);
@@ -235,10 +252,10 @@ public final class HessianJob {
 
     /** One summed block of one site's H, as stored. */
     record Block(String site, int dim, long tokens, int blockRow, int blockCol, int rows, int cols, byte[] data,
-                 String fingerprint) implements Serializable {}
+                 String fingerprint, String backends) implements Serializable {}
 
-    /** A site's file written by a task, not yet committed. */
-    record Written(String site, long tokens, String tmpDir) implements Serializable {}
+    /** A site's file written by a task, not yet committed; {@code backends}: those its slices ran on, e.g. "cpu". */
+    record Written(String site, long tokens, String tmpDir, String backends) implements Serializable {}
 
     /** Sorts a site's blocks together, by (block_row, block_col) within it. */
     static String sortKey(String site, int blockRow, int blockCol) {
@@ -287,7 +304,7 @@ public final class HessianJob {
                 Path dir = new Path(temps.get(first.site()));
                 QuantizedLayout.write(conf, new Path(dir, "part-00000.parquet"), HessianArtifact.PARQUET_SCHEMA,
                         Map.of("babai.format", "hessian", "babai.version", String.valueOf(HessianArtifact.VERSION)), rows);
-                written.add(new Written(first.site(), first.tokens(), dir.toString()));
+                written.add(new Written(first.site(), first.tokens(), dir.toString(), first.backends()));
                 rows = new ArrayList<>();
                 first = null;
             }
@@ -322,38 +339,48 @@ public final class HessianJob {
         return out;
     }
 
-    /** Executor side: XᵀX of one slice (float64, upper, column-major), cut into keyed blocks. */
-    static List<Tuple2<String, Partial>> accumulate(Slice s, Configuration conf, int blockSize) {
+    /**
+     * Executor side: XᵀX of one slice on the backend {@code --backend} selects for this task's GPU, cut into keyed
+     * blocks. Tiles are gathered into updates of at most {@link #UPDATE_TOKENS} tokens, cut only at tile boundaries,
+     * so that the sequence of updates (hence every rounding) depends on the slice alone.
+     */
+    static List<Tuple2<String, Partial>> accumulate(Slice s, Configuration conf, int blockSize, String backendName) {
+        QuantBackend backend = QuantizeJob.backend(backendName);
         int d = s.dim();
-        double[] acc = new double[d * d];
-        double[] buf = new double[UPDATE_TOKENS * d];
-        double[] tile = new double[ActivationLayout.MAX_TILE_ROWS * d];
-        BLAS blas = BLAS.getInstance();
-        int[] filled = {0};
+        HessianAccumulator acc;
         long[] tokens = {0};
-        long[] expect = {s.firstSeq()};
-        for (Range r : s.ranges()) {
-            ActivationLayout.read(conf, r.file(), r.from(), r.to(), (t, where) -> {
-                if (t.dim() != d) {
-                    throw new BadInputException(where + ": tile " + t.seq() + " has d=" + t.dim() + " but site " + s.site() + " has d=" + d);
-                }
-                if (t.seq() != expect[0]) {
-                    throw new BadInputException(where + ": tile seq " + t.seq() + " where " + expect[0]
-                            + " was expected (tiles missing, duplicated or out of order)");
-                }
-                expect[0]++;
-                t.decode(tile, where);
-                if (filled[0] + t.rows() > UPDATE_TOKENS) {
-                    blas.dsyrk("U", "N", d, filled[0], 1.0, buf, d, 1.0, acc, d);
-                    filled[0] = 0;
-                }
-                System.arraycopy(tile, 0, buf, filled[0] * d, t.rows() * d);
-                filled[0] += t.rows();
-                tokens[0] += t.rows();
-            });
-        }
-        if (filled[0] > 0) {
-            blas.dsyrk("U", "N", d, filled[0], 1.0, buf, d, 1.0, acc, d);
+        try (QuantBackend.HessianSum sum = backend.hessian(d)) {
+            float[] buf = new float[UPDATE_TOKENS * d];
+            double[] tile = new double[ActivationLayout.MAX_TILE_ROWS * d];
+            int[] filled = {0};
+            long[] expect = {s.firstSeq()};
+            for (Range r : s.ranges()) {
+                ActivationLayout.read(conf, r.file(), r.from(), r.to(), (t, where) -> {
+                    if (t.dim() != d) {
+                        throw new BadInputException(where + ": tile " + t.seq() + " has d=" + t.dim() + " but site " + s.site() + " has d=" + d);
+                    }
+                    if (t.seq() != expect[0]) {
+                        throw new BadInputException(where + ": tile seq " + t.seq() + " where " + expect[0]
+                                + " was expected (tiles missing, duplicated or out of order)");
+                    }
+                    expect[0]++;
+                    t.decode(tile, where); // validates size and finiteness, naming the file and tile
+                    if (filled[0] + t.rows() > UPDATE_TOKENS) {
+                        addUpdate(sum, buf, filled[0], d);
+                        filled[0] = 0;
+                    }
+                    int off = filled[0] * d;
+                    for (int i = 0, len = t.rows() * d; i < len; i++) {
+                        buf[off + i] = (float) tile[i]; // exact: the values are float32, float16 or bfloat16
+                    }
+                    filled[0] += t.rows();
+                    tokens[0] += t.rows();
+                });
+            }
+            if (filled[0] > 0) {
+                addUpdate(sum, buf, filled[0], d);
+            }
+            acc = sum.finish();
         }
         List<Tuple2<String, Partial>> out = new ArrayList<>();
         int nb = (d + blockSize - 1) / blockSize;
@@ -366,16 +393,19 @@ public final class HessianJob {
                 double[] block = new double[rows * cols];
                 for (int a = 0; a < rows; a++) {
                     for (int b = 0; b < cols; b++) {
-                        int i = r0 + a;
-                        int j = c0 + b;
-                        // upper triangle of column-major acc: H[i][j] at i + j·d for i ≤ j
-                        block[a * cols + b] = i <= j ? acc[i + j * d] : acc[j + i * d];
+                        block[a * cols + b] = acc.get(r0 + a, c0 + b);
                     }
                 }
-                out.add(new Tuple2<>(s.site() + "\u0000" + bi + "\u0000" + bj, new Partial(s.index(), tokens[0], block)));
+                out.add(new Tuple2<>(s.site() + "\u0000" + bi + "\u0000" + bj,
+                        new Partial(s.index(), tokens[0], block, backend.name())));
             }
         }
         return out;
+    }
+
+    /** One rank-k update of the first {@code tokens} rows of {@code buf} (the sum takes a tile of exactly that size). */
+    private static void addUpdate(QuantBackend.HessianSum sum, float[] buf, int tokens, int d) {
+        sum.add(tokens * d == buf.length ? buf : java.util.Arrays.copyOf(buf, tokens * d), tokens);
     }
 
     /** Sums one block's partials in slice order (the fixed reduction order). */
@@ -386,7 +416,9 @@ public final class HessianJob {
         sorted.sort(Comparator.comparingInt(Partial::slice));
         double[] sum = new double[sorted.get(0).block().length];
         long tokens = 0;
+        java.util.TreeSet<String> backends = new java.util.TreeSet<>();
         for (Partial p : sorted) {
+            backends.add(p.backend());
             double[] b = p.block();
             for (int i = 0; i < sum.length; i++) {
                 sum[i] += b[i];
@@ -402,7 +434,7 @@ public final class HessianJob {
         for (double v : sum) {
             bytes.putDouble(v);
         }
-        return new Block(k[0], plan.dim(), tokens, bi, bj, rows, cols, bytes.array(), plan.fingerprint());
+        return new Block(k[0], plan.dim(), tokens, bi, bj, rows, cols, bytes.array(), plan.fingerprint(), String.join("+", backends));
     }
 
     /** Adds the sidecar to a site's written file and commits its folder: complete (marker last) or absent. */

@@ -28,7 +28,7 @@ class HessianReductionOrderTest {
                 // magnitudes far apart, so that a different summation order gives different float64 sums
                 block[i] = Math.scalb(rnd.nextDouble(), rnd.nextInt(80) - 40);
             }
-            partials.add(new HessianJob.Partial(slice, 64, block));
+            partials.add(new HessianJob.Partial(slice, 64, block, "cpu"));
         }
         HessianJob.SitePlan plan = new HessianJob.SitePlan("s", blockSize, 12, -1, 12, List.of(), "fp", false, 0, 0, 0);
         String key = "s\u00000\u00000";
