@@ -25,7 +25,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * ({@code -XX:ActiveProcessorCount}) embed the same held-out paragraphs with the bundled MiniLM and write every
  * embedding's bits: the files are identical byte for byte (cosines and retrieval are functions of these bits).
  * Note: with the earlier setting (as many intra-op threads as cores, up to 4) this check passed too on the 2-core build
- * machine, so the thread count is not what moved the demo's 4th decimal between two machines; what remains is the
+ * machine, so the thread count is not what moved the demo's 4th decimal between two machines; the likely cause is the
  * CPU's instruction set (ORT's MLAS picks AVX2 or AVX-512 kernels at run time), which ORT's API cannot pin.
  */
 class OnnxDeterminismTest {

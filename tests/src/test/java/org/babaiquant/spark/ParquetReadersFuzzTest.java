@@ -38,9 +38,22 @@ class ParquetReadersFuzzTest {
     @TempDir
     java.nio.file.Path dir;
 
-    /** The bytes of a file written by a layout writer (read back through java.nio: no Hadoop checksum involved). */
-    private static byte[] bytes(java.nio.file.Path p) throws IOException {
-        return Files.readAllBytes(p);
+    /** Fuzzes {@code file} (written by a layout writer) in place: each case overwrites it, then {@code read} runs. */
+    private static void fuzzFile(String format, java.nio.file.Path file, long seed, Fuzz.Reader read) throws IOException {
+        Fuzz.run(format, Files.readAllBytes(file), seed, CASES, b -> {
+            Files.write(file, b);
+            read.read(b);
+        });
+    }
+
+    private static double[][] gaussian(Random r, int rows, int cols, double sd) {
+        double[][] m = new double[rows][cols];
+        for (double[] row : m) {
+            for (int j = 0; j < cols; j++) {
+                row[j] = r.nextGaussian() * sd;
+            }
+        }
+        return m;
     }
 
     @Test
@@ -59,10 +72,8 @@ class ParquetReadersFuzzTest {
                 w.write(t, t, 4, b.array());
             }
         }
-        byte[] seed = bytes(file);
         String uri = dir.resolve("act").toString();
-        Fuzz.run("activation tiles", seed, 201, CASES, b -> {
-            Files.write(file, b);
+        fuzzFile("activation tiles", file, 201, b -> {
             for (ActivationLayout.SiteFile f : ActivationLayout.files(CONF, uri, "s")) {
                 // as the Hessian and quantize stages do: the file's d must be the site's, one tile buffer of that d
                 if (f.dim() != dim) {
@@ -113,20 +124,14 @@ class ParquetReadersFuzzTest {
         java.nio.file.Path file = hessianSite().resolve("part-00000.parquet");
         String uri = dir.resolve("h").toString();
         assertEquals(10, HessianArtifact.read(CONF, uri, "s").h().length);
-        Fuzz.run("hessian blocks", bytes(file), 202, CASES, b -> {
-            Files.write(file, b);
-            HessianArtifact.read(CONF, uri, "s");
-        });
+        fuzzFile("hessian blocks", file, 202, b -> HessianArtifact.read(CONF, uri, "s"));
     }
 
     @Test
     void hessianSidecar() throws IOException {
         java.nio.file.Path file = hessianSite().resolve(HessianArtifact.SIDECAR);
         String uri = dir.resolve("h").toString();
-        Fuzz.run("hessian sidecar", bytes(file), 203, CASES, b -> {
-            Files.write(file, b);
-            HessianArtifact.read(CONF, uri, "s");
-        });
+        fuzzFile("hessian sidecar", file, 203, b -> HessianArtifact.read(CONF, uri, "s"));
     }
 
     /** A committed quantized layer (grid, 4-bit, groups of 16, act-order: perm and packed codes) with its report. */
@@ -134,18 +139,8 @@ class ParquetReadersFuzzTest {
         Random r = new Random(13);
         int rows = 8;
         int cols = 32;
-        double[][] w = new double[rows][cols];
-        double[][] x = new double[64][cols];
-        for (double[] row : w) {
-            for (int j = 0; j < cols; j++) {
-                row[j] = r.nextGaussian() * 0.05;
-            }
-        }
-        for (double[] row : x) {
-            for (int j = 0; j < cols; j++) {
-                row[j] = r.nextGaussian();
-            }
-        }
+        double[][] w = gaussian(r, rows, cols, 0.05);
+        double[][] x = gaussian(r, 64, cols, 1);
         double[][] h = new double[cols][cols];
         for (double[] row : x) {
             for (int i = 0; i < cols; i++) {
@@ -175,19 +170,13 @@ class ParquetReadersFuzzTest {
     void quantizedShards() throws IOException {
         String out = quantizedLayer();
         java.nio.file.Path file = java.nio.file.Path.of(QuantizedLayout.dir(out, "shards", "l.weight").toString()).resolve("part-00000.parquet");
-        Fuzz.run("quantized shards", bytes(file), 204, CASES, b -> {
-            Files.write(file, b);
-            QuantizedLayout.readLayer(CONF, out, "l.weight").dequant();
-        });
+        fuzzFile("quantized shards", file, 204, b -> QuantizedLayout.readLayer(CONF, out, "l.weight").dequant());
     }
 
     @Test
     void quantizeReports() throws IOException {
         String out = quantizedLayer();
         java.nio.file.Path file = java.nio.file.Path.of(QuantizedLayout.dir(out, "reports", "l.weight").toString()).resolve("part-00000.parquet");
-        Fuzz.run("quantize reports", bytes(file), 205, CASES, b -> {
-            Files.write(file, b);
-            Exports.layers(CONF, out, "a GPTQ checkpoint");
-        });
+        fuzzFile("quantize reports", file, 205, b -> Exports.layers(CONF, out, "a GPTQ checkpoint"));
     }
 }
