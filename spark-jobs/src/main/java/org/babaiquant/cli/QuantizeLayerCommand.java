@@ -27,6 +27,8 @@ import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /** {@code quantize-layer}: one weight matrix, NumPy in, NumPy and JSON out. */
 @Command(name = "quantize-layer", mixinStandardHelpOptions = true, sortOptions = false,
@@ -103,6 +105,9 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
 
     /** Reads W and X (or H), quantizes through the one path, evaluates on --eval. */
     private QuantResult quantize(MethodSpec spec) {
+        // a given H is read on another core while W is (W's errors still come first)
+        CompletableFuture<double[][]> hRead = calibration.calib != null ? null
+                : CompletableFuture.supplyAsync(() -> Npy.readMatrix(calibration.hessian));
         double[][] w = TensorSource.readMatrix(weight);
         if (w.length == 0) {
             throw new BadInputException(weight + " has no rows: an empty weight cannot be quantized");
@@ -122,13 +127,28 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
             h = acc.hessian();
             tokens = acc.tokens();
         } else {
-            h = Npy.readMatrix(calibration.hessian);
+            h = joined(hRead);
         }
         QuantResult q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.select(backend.backend));
         if (eval != null) {
             LayerQuantizer.evaluate(weight, q, w, Npy.readMatrix(eval), eval.toString());
         }
         return q;
+    }
+
+    /** The value of {@code f}, or the exception its computation threw (unwrapped, so exit codes stay as they are). */
+    private static <T> T joined(CompletableFuture<T> f) {
+        try {
+            return f.join();
+        } catch (CompletionException e) {
+            if (e.getCause() instanceof RuntimeException r) {
+                throw r;
+            }
+            if (e.getCause() instanceof Error err) {
+                throw err;
+            }
+            throw e;
+        }
     }
 
     /** {@code --out} as an absolute folder that is not the file system root and not an existing regular file. */
@@ -168,8 +188,11 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
                 NpyWriter.writeF32(dir.resolve("scales.npy"), q.lattice().grid().scale);
                 NpyWriter.writeF32(dir.resolve("zeros.npy"), q.lattice().grid().zero);
             }
-            NpyWriter.writeI32(dir.resolve("codes.npy"), q.lattice().codes());
+            // the two large files on two cores
+            CompletableFuture<Void> codes = CompletableFuture.runAsync(
+                    () -> NpyWriter.writeI32(dir.resolve("codes.npy"), q.lattice().codes()));
             NpyWriter.writeF32(dir.resolve("dequant.npy"), q.dequant());
+            joined(codes);
             NpyWriter.writeF64(dir.resolve("rows.npy"), rowTable(rep));
             Files.writeString(dir.resolve("report.json"), Json.write(json), StandardCharsets.UTF_8);
         } catch (IOException e) {
