@@ -39,7 +39,6 @@ class ExportCommitTest {
     static Path dir;
     static S3TestServer s3;
     static Configuration s3conf;
-    static Path store;
     static Path local;
 
     @BeforeAll
@@ -47,7 +46,6 @@ class ExportCommitTest {
         local = PipelineTest.LocalRun.work();
         s3 = S3TestServer.start(dir.resolve("s3"), true, "exports");
         s3conf = s3.configure(new Configuration());
-        store = dir.resolve("s3/store/exports");
         for (String kind : List.of("model", "quantized")) {
             copy(local.resolve(kind), "s3a://exports/in/" + kind);
         }
@@ -81,11 +79,27 @@ class ExportCommitTest {
         return Exports.export(s3conf, format, "s3a://exports/in/quantized", "s3a://exports/in/model/model.safetensors", out, false, ifExists);
     }
 
-    /** Every object name under the bucket's store that is a commit temporary. */
+    /** Every path under the bucket, as an S3 client lists it, that is a commit temporary (or lies inside one). */
     private static List<String> temporaries() throws IOException {
-        try (Stream<Path> s = Files.walk(store)) {
-            return s.map(p -> store.relativize(p).toString()).filter(n -> n.contains("_tmp")).toList();
+        org.apache.hadoop.fs.Path root = new org.apache.hadoop.fs.Path("s3a://exports/");
+        FileSystem fs = root.getFileSystem(s3conf);
+        List<String> found = new java.util.ArrayList<>();
+        java.util.ArrayDeque<org.apache.hadoop.fs.Path> todo = new java.util.ArrayDeque<>(List.of(root));
+        while (!todo.isEmpty()) {
+            for (org.apache.hadoop.fs.FileStatus st : fs.listStatus(todo.pop())) {
+                if (st.getPath().getName().startsWith("_tmp")) {
+                    found.add(st.getPath().toString());
+                } else if (st.isDirectory()) {
+                    todo.push(st.getPath());
+                }
+            }
         }
+        return found;
+    }
+
+    private static boolean exists(String uri) throws IOException {
+        org.apache.hadoop.fs.Path p = new org.apache.hadoop.fs.Path(uri);
+        return p.getFileSystem(s3conf).exists(p);
     }
 
     private static void assertSame(Map<String, byte[]> expected, Map<String, byte[]> actual, String what) {
@@ -123,7 +137,7 @@ class ExportCommitTest {
             e = assertThrows(BadInputException.class, () -> export(format, "s3a://exports/new", Commit.IfExists.REFUSE));
             assertTrue(e.getMessage().contains("already has a quantization_config"), e.getMessage());
             assertSame(committed, S3PipelineTest.files(s3conf, "s3a://exports/ex"), format + ": export after a failed replace");
-            assertFalse(Files.exists(store.resolve("new")), format + ": a failed export created its folder");
+            assertFalse(exists("s3a://exports/new"), format + ": a failed export created its folder");
             assertEquals(List.of(), temporaries(), format);
         }
         delete("s3a://exports/in/model/config.json");
@@ -141,8 +155,7 @@ class ExportCommitTest {
 
         // 5. the other format commits the same way
         export("compressed-tensors", "s3a://exports/ct", Commit.IfExists.REFUSE);
-        assertTrue(Files.exists(store.resolve("ct").resolve(Commit.SUCCESS)));
-        assertTrue(Files.exists(store.resolve("ct/model.safetensors")));
+        assertTrue(exists("s3a://exports/ct/" + Commit.SUCCESS) && exists("s3a://exports/ct/model.safetensors"));
 
         // 6. the output is replaced whole, so it may not be (or hold) an input
         for (String out : List.of("s3a://exports/in", "s3a://exports/in/model", "s3a://exports/in/quantized")) {
@@ -151,7 +164,7 @@ class ExportCommitTest {
                 assertTrue(e.getMessage().contains("would replace"), e.getMessage());
             }
         }
-        assertTrue(Files.exists(store.resolve("in/model/model.safetensors")), "the model is untouched");
+        assertTrue(exists("s3a://exports/in/model/model.safetensors"), "the model is untouched");
     }
 
     @Test
