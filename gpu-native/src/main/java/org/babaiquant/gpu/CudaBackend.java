@@ -445,17 +445,7 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
             synchronized (CudaBackend.this) {
                 x.upload(xs, (long) batch * in, 0);
                 launch(batch);
-                CudaDevice.Timer t = device.new Timer();
-                try {
-                    t.start();
-                    for (int i = 0; i < reps; i++) {
-                        launch(batch);
-                    }
-                    t.stop();
-                    return t.millis() / 1e3 / reps;
-                } finally {
-                    t.destroy();
-                }
+                return device.seconds(reps, () -> launch(batch));
             }
         }
 

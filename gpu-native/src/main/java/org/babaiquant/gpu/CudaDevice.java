@@ -166,6 +166,24 @@ public final class CudaDevice {
     /** A buffer and an element offset into it, as a kernel pointer argument. */
     record Ptr(DeviceBuffer buffer, long byteOffset) {}
 
+    /**
+     * Mean GPU time in seconds of {@code work} (launches on the default stream) over {@code reps} runs, measured
+     * with CUDA events: the one timing loop of the benchmarks.
+     */
+    double seconds(int reps, Runnable work) {
+        Timer t = new Timer();
+        try {
+            t.start();
+            for (int i = 0; i < reps; i++) {
+                work.run();
+            }
+            t.stop();
+            return t.millis() / 1e3 / reps;
+        } finally {
+            t.destroy();
+        }
+    }
+
     /** GPU time between two points of the default stream (CUDA events), for the benchmark. */
     final class Timer {
         private final CUevent start = new CUevent();

@@ -286,12 +286,8 @@ public final class GpuCheck {
             int tiles = n / 128;
             cuda.device.launch("hessian_syrk_f32", tiles, tiles, 256, 0, x, chunk, n, h); // warm-up
             h.zero();
-            CudaDevice.Timer t = cuda.device.new Timer();
-            t.start();
-            cuda.device.launch("hessian_syrk_f32", tiles, tiles, 256, 0, x, tokens, n, h);
-            t.stop();
-            double s = t.millis() / 1e3;
-            t.destroy();
+            double s = cuda.device.seconds(1, () -> cuda.device.launch("hessian_syrk_f32", tiles, tiles, 256, 0, x,
+                    tokens, n, h));
             double full = 2.0 * tokens * n * n;
             row("Hessian X^T X 262144x4096 fp32 (fp32 x8 tokens, fp64 sums)", String.format(Locale.ROOT,
                     "%.3f s = %.1f TFLOP/s as 2Nn^2 (%.1f executed: upper tiles only)", s, full / s / 1e12,

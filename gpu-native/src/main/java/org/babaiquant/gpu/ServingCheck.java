@@ -215,16 +215,10 @@ public final class ServingCheck {
                     d.launch("hessian_widen_" + type, (int) ((count + 255) / 256), 1, 256, 0, src, count, wide); // warm-up
                     d.launch("hessian_dmma", tiles * (tiles + 1) / 2, 1, 128, 0, wide, chunk, n, h);
                     h.zero();
-                    CudaDevice.Timer t = d.new Timer();
-                    t.start();
-                    d.launch("hessian_widen_" + type, (int) ((count + 255) / 256), 1, 256, 0, src, count, wide);
-                    t.stop();
-                    double widen = t.millis() / 1e3;
-                    t.start();
-                    d.launch("hessian_dmma", tiles * (tiles + 1) / 2, 1, 128, 0, wide, tokens, n, h);
-                    t.stop();
-                    double dmma = t.millis() / 1e3;
-                    t.destroy();
+                    double widen = d.seconds(1, () -> d.launch("hessian_widen_" + type, (int) ((count + 255) / 256), 1,
+                            256, 0, src, count, wide));
+                    double dmma = d.seconds(1, () -> d.launch("hessian_dmma", tiles * (tiles + 1) / 2, 1, 128, 0,
+                            wide, tokens, n, h));
                     double full = 2.0 * tokens * n * n;
                     rows.add(String.format(Locale.ROOT, "%-48s | %8.1f ms (widen %.1f + DMMA %.1f; %.1f TFLOP/s as 2Nn^2) | target %s | %s",
                             "Hessian XtX 262144x4096 " + type + " (exact products, fp64 sums)", (widen + dmma) * 1e3,

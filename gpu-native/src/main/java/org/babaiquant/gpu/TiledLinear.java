@@ -167,17 +167,7 @@ public final class TiledLinear implements ServingKernels.Linear {
         synchronized (backend) {
             int nb = upload(xs, batch);
             launch(nb);
-            CudaDevice.Timer t = backend.device.new Timer();
-            try {
-                t.start();
-                for (int i = 0; i < reps; i++) {
-                    launch(nb);
-                }
-                t.stop();
-                return t.millis() / 1e3 / reps;
-            } finally {
-                t.destroy();
-            }
+            return backend.device.seconds(reps, () -> launch(nb));
         }
     }
 
