@@ -15,7 +15,7 @@
 // documented by NVIDIA), the k-steps accumulate in order l = 0, 4, 8, …, and the tile's sum is added to C once
 // (C + alpha·acc). The solver's codes do not depend on this order except where a rounding tie is decided the other way
 // (on the H200 on 2026-12-04, 0 of 235 M codes changed between summation orders); the exact host twin of the solver
-// therefore runs against the in-order SIMT update (solver.cu dgemm_sub), and DMMA results are compared to the CPU
+// therefore runs against the in-order SIMT update (solver.cu dgemm_add), and DMMA results are compared to the CPU
 // solver under the parity criteria.
 //
 // Shared memory: the caller's `__shared__ double smem[DMMA_SMEM_DOUBLES]` (2 · 4 · 8 · 72 doubles = 36.9 KB; passed in

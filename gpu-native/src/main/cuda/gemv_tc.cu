@@ -7,8 +7,9 @@
 //
 // Arithmetic (exact where it can be): W is the mma's A operand as the exact fp16 integers q − z: codes are stored so
 // that one AND/OR per register gives half2(1024 + q_lo, 1024 + q_hi) (the "magic number": 1024 = 0x6400 has ulp 1, so
-// OR-ing a code < 1024 into its mantissa is exact), minus half2(1024 + z) is q − z exactly. x is split by
-// gemv_tc_prep_x into fp16 hi = fp16(x) and lo = fp16(x − hi) (|x − hi − lo| ≤ 2⁻²²|x| for normal values), the B operand
+// OR-ing a code < 1024 into its mantissa is exact), minus half2(1024 + z) is q − z exactly. x is scaled per row by a
+// power of two (max |x| into [2^13, 2^14)) and split by gemv_tc_prep_x into fp16 hi = fp16(x) and lo = fp16(x − hi)
+// (|x − hi − lo| ≤ 2⁻²²|x| + 2⁻²⁵ absolute), the B operand
 // of two mma.m16n8k16 per tile with fp32 accumulation; the per-tile sum c is folded into y by y = fma(s, c, y) at every
 // group change and at least every 8 tiles (128 inputs: bounds the fp32 error of c), so the scale multiplies once per
 // segment, never a weight. Bound: |Δy| ≤ ~(2⁻²² + 130·2⁻²⁴ + splits·2⁻²⁴)·Σ|x·w| < 1e-5·Σ|x·w| (docs: gpu-native/README).
@@ -191,30 +192,33 @@ GEMV_TC_BATCHES(3)
 GEMV_TC_BATCHES(4)
 GEMV_TC_BATCHES(8)
 
-// x [batch][in] fp32 → xh, xl [batch][k_pad] fp16 in the permuted input order (0 where perm < 0):
-// hi = fp16_rn(x), lo = fp16_rn(x − hi). Grid (ceil(k_pad/256), batch), block 256.
+// x [batch][in] fp32 → xh, xl [batch][k_pad] fp16 in the permuted input order (0 where perm < 0), row b first scaled
+// by 2^exps[b] (exact; the host picks it so that max |x_b| lands in [2^13, 2^14): fp16's range and precision whatever
+// the activations' magnitude): hi = fp16_rn(v), lo = fp16_rn(v − hi). Grid (ceil(k_pad/256), batch), block 256.
 extern "C" __global__ void __launch_bounds__(256)
-gemv_tc_prep_x(const float *x, const int *perm, int in, int k_pad, __half *xh, __half *xl) {
+gemv_tc_prep_x(const float *x, const int *perm, const int *exps, int in, int k_pad, __half *xh, __half *xl) {
     const int k = blockIdx.x * blockDim.x + threadIdx.x;
     const int b = blockIdx.y;
     if (k >= k_pad) return;
     const int i = perm[k];
-    const float v = i < 0 ? 0.0f : x[(long)b * in + i];
+    const float v = i < 0 ? 0.0f : ldexpf(x[(long)b * in + i], exps[b]);
     const __half hi = __float2half_rn(v);
     xh[(long)b * k_pad + k] = hi;
     xl[(long)b * k_pad + k] = __float2half_rn(v - __half2float(hi));
 }
 
-// y[b][o] = Σ_s partial[s][b][o] in split order, then SSQR's outliers of output o (row_ptr != 0):
-// y = fma(x[b][col]·s[g(col)][o], offset, y). Grid ceil(out/256), block 256.
+// y[b][o] = 2^−exps[b] · Σ_s partial[s][b][o] (splits in order), then SSQR's outliers of output o (row_ptr != 0):
+// y = fma(x[b][col]·s[g(col)][o], offset, y) on the unscaled x. Grid ceil(out/256), block 256.
 extern "C" __global__ void __launch_bounds__(256)
 gemv_tc_finish(const float *partial, int splits, int batch, int out, float *y, const int *row_ptr, const int *col,
-               const int *offset, const __half *scales, int out_pad, int group_size, const float *x, int in) {
+               const int *offset, const __half *scales, int out_pad, int group_size, const float *x, int in,
+               const int *exps) {
     const int o = blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= out) return;
     for (int b = 0; b < batch; b++) {
         float s = 0.0f;
         for (int t = 0; t < splits; t++) s += partial[((long)t * batch + b) * out + o];
+        s = ldexpf(s, -exps[b]);
         if (row_ptr != 0) {
             for (int k = row_ptr[o]; k < row_ptr[o + 1]; k++) {
                 const int j = col[k];

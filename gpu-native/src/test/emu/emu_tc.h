@@ -33,7 +33,6 @@ inline __half2 __hsub2(__half2 a, __half2 b) {
     return {__float2half_rn(__half2float(a.x) - __half2float(b.x)), __float2half_rn(__half2float(a.y) - __half2float(b.y))};
 }
 using std::min; using std::max;
-inline float fmaf_(float a, float b, float c) { return std::fma(a, b, c); }
 
 inline void cp_async16(void *smem, const void *gmem) { memcpy(smem, gmem, 16); }
 inline void cp_async_commit() {}

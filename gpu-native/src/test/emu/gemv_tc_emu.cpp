@@ -73,11 +73,19 @@ template <int BITS, int NB>
 static void check(Layer &L, std::mt19937_64 &rng, int batch, int splits, const char *what) {
     std::normal_distribution<double> nd;
     std::vector<float> x((size_t)NB * L.in, 0.0f);
-    for (int b = 0; b < batch; b++)
-        for (int i = 0; i < L.in; i++) x[(size_t)b * L.in + i] = (float)(nd(rng) * std::exp(2 * nd(rng)));
+    for (int b = 0; b < batch; b++) {
+        double mag = std::pow(10.0, (int)(rng() % 13) - 6);  // rows from 1e-6 to 1e6: beyond fp16's range both ways
+        for (int i = 0; i < L.in; i++) x[(size_t)b * L.in + i] = (float)(mag * nd(rng) * std::exp(2 * nd(rng)));
+    }
+    std::vector<int> exps(NB, 0);
+    for (int b = 0; b < NB; b++) {  // as TiledLayer.exponents: max |x_b| into [2^13, 2^14)
+        float m = 0;
+        for (int i = 0; i < L.in; i++) m = std::max(m, std::fabs(x[(size_t)b * L.in + i]));
+        if (m > 0) exps[b] = 13 - std::ilogb(m);
+    }
     std::vector<__half> xh((size_t)NB * L.k_pad), xl((size_t)NB * L.k_pad);
     launch_serial({(unsigned)((L.k_pad + 255) / 256), (unsigned)NB}, {256}, [&] {
-        gemv_tc_prep_x(x.data(), L.perm.data(), L.in, L.k_pad, xh.data(), xl.data());
+        gemv_tc_prep_x(x.data(), L.perm.data(), exps.data(), L.in, L.k_pad, xh.data(), xl.data());
     });
     std::vector<float> partial((size_t)splits * NB * L.out, NAN), y((size_t)NB * L.out, NAN);
     launch({(unsigned)((L.out_pad / 16 + 3) / 4), (unsigned)splits}, {128}, [&] {
@@ -87,7 +95,7 @@ static void check(Layer &L, std::mt19937_64 &rng, int batch, int splits, const c
     bool ssqr = !L.row_ptr.empty();
     launch_serial({(unsigned)((L.out + 255) / 256)}, {256}, [&] {
         gemv_tc_finish(partial.data(), splits, NB, L.out, y.data(), ssqr ? L.row_ptr.data() : nullptr, ssqr ? L.col.data() : nullptr,
-                       ssqr ? L.offset.data() : nullptr, L.sc_pad.data(), L.out_pad, L.group, x.data(), L.in);
+                       ssqr ? L.offset.data() : nullptr, L.sc_pad.data(), L.out_pad, L.group, x.data(), L.in, exps.data());
     });
     double worst = 0;
     for (int b = 0; b < batch; b++)

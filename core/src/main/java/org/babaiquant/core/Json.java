@@ -153,18 +153,12 @@ public final class Json {
 
         @Override
         public void writeStartObject(JsonGenerator g) throws IOException {
-            g.writeRaw('{');
-            depth++;
+            open(g, '{');
         }
 
         @Override
         public void writeEndObject(JsonGenerator g, int nrOfEntries) throws IOException {
-            depth--;
-            if (multiline) {
-                g.writeRaw('\n');
-                g.writeRaw("  ".repeat(depth));
-            }
-            g.writeRaw('}');
+            close(g, '}', multiline);
         }
 
         @Override
@@ -180,14 +174,27 @@ public final class Json {
 
         @Override
         public void writeStartArray(JsonGenerator g) throws IOException {
-            g.writeRaw('[');
-            depth++;
+            open(g, '[');
         }
 
         @Override
         public void writeEndArray(JsonGenerator g, int nrOfValues) throws IOException {
+            close(g, ']', false); // arrays stay on one line
+        }
+
+        private void open(JsonGenerator g, char bracket) throws IOException {
+            g.writeRaw(bracket);
+            depth++;
+        }
+
+        /** Closes an object or array, on a line of its own at the outer indentation when {@code ownLine}. */
+        private void close(JsonGenerator g, char bracket, boolean ownLine) throws IOException {
             depth--;
-            g.writeRaw(']');
+            if (ownLine) {
+                g.writeRaw('\n');
+                g.writeRaw("  ".repeat(depth));
+            }
+            g.writeRaw(bracket);
         }
 
         @Override

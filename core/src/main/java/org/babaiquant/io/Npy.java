@@ -15,10 +15,7 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
 
 import org.babaiquant.BadInputException;
@@ -125,16 +122,7 @@ public final class Npy {
      * @throws BadInputException if the array is not 2-D, or for any reason {@link #readHeader} gives
      */
     public static double[][] readMatrix(Path file) {
-        try (FileChannel ch = openForRead(file)) {
-            NpyHeader h = readHeader2D(ch, file);
-            int[] shape = h.shape;
-            double[][] out = new double[shape[0]][shape[1]];
-            readRows(ch, file, h, shape[0], shape[1], (chunk, first, count) -> decodeDouble(h.dtype, chunk, out, first,
-                    count));
-            return out;
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
-        }
+        return read2D(file, (rows, cols) -> new double[rows][cols], Npy::decodeDouble);
     }
 
     /**
@@ -142,24 +130,27 @@ public final class Npy {
      * halves the memory of {@link #readMatrix} for them; {@code <f8} data is rounded to nearest float.
      */
     public static float[][] readMatrixF32(Path file) {
+        return read2D(file, (rows, cols) -> new float[rows][cols], Npy::decodeFloat);
+    }
+
+    /** Decodes {@code count} rows from {@code first} of a chunk into the matrix {@code out}. */
+    private interface MatrixDecoder<M> {
+        void decode(String dtype, ByteBuffer chunk, M out, int first, int count);
+    }
+
+    /** A 2-D array read into a matrix that {@code allocate} makes for its shape. */
+    private static <M> M read2D(Path file, java.util.function.BiFunction<Integer, Integer, M> allocate, MatrixDecoder<M> decoder) {
         try (FileChannel ch = openForRead(file)) {
-            NpyHeader h = readHeader2D(ch, file);
-            int[] shape = h.shape;
-            float[][] out = new float[shape[0]][shape[1]];
-            readRows(ch, file, h, shape[0], shape[1], (chunk, first, count) -> decodeFloat(h.dtype, chunk, out, first,
-                    count));
+            NpyHeader h = readHeader(ch, file);
+            if (h.shape.length != 2) {
+                throw new BadInputException(file + ": expected a 2-D array, found shape " + shapeString(h.shape));
+            }
+            M out = allocate.apply(h.shape[0], h.shape[1]);
+            readRows(ch, file, h, h.shape[0], h.shape[1], (chunk, first, count) -> decoder.decode(h.dtype, chunk, out, first, count));
             return out;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
         }
-    }
-
-    private static NpyHeader readHeader2D(FileChannel ch, Path file) throws IOException {
-        NpyHeader h = readHeader(ch, file);
-        if (h.shape.length != 2) {
-            throw new BadInputException(file + ": expected a 2-D array, found shape " + shapeString(h.shape));
-        }
-        return h;
     }
 
     /** Reads a 1-D array of any supported dtype as doubles. */
@@ -335,7 +326,7 @@ public final class Npy {
         } catch (CharacterCodingException e) {
             throw new BadInputException(file + ": .npy header is not valid UTF-8", e);
         }
-        Map<String, Object> dict = new HeaderParser(text, file).parseDict();
+        Map<String, Object> dict = new NpyHeaderParser(text, file).parseDict();
         NpyHeader h = validate(dict, file, prefix + headerLen);
         long dataBytes = (long) h.elementCount() * h.itemSize();
         long actual = size - h.dataOffset;
@@ -404,161 +395,6 @@ public final class Npy {
                 return 8;
             default:
                 return -1;
-        }
-    }
-
-    /**
-     * Parses the Python literal numpy writes: a dict with string keys whose values are strings, True/False, or a
-     * tuple of integers. Deliberately small; anything else is a BadInputException that shows where it stopped.
-     */
-    private static final class HeaderParser {
-        private final String s;
-        private final Path file;
-        private int pos;
-
-        HeaderParser(String s, Path file) {
-            this.s = s;
-            this.file = file;
-        }
-
-        Map<String, Object> parseDict() {
-            Map<String, Object> dict = new HashMap<>();
-            skipSpace();
-            expect('{');
-            while (true) {
-                skipSpace();
-                if (peek() == '}') {
-                    pos++;
-                    break;
-                }
-                String key = parseString();
-                skipSpace();
-                expect(':');
-                skipSpace();
-                Object value = parseValue();
-                if (dict.put(key, value) != null) {
-                    throw error("duplicate key '" + key + "'");
-                }
-                skipSpace();
-                if (peek() == ',') {
-                    pos++;
-                } else if (peek() != '}') {
-                    throw error("expected ',' or '}'");
-                }
-            }
-            skipSpace();
-            if (pos != s.length()) {
-                throw error("unexpected text after the header dict");
-            }
-            return dict;
-        }
-
-        private Object parseValue() {
-            char c = peek();
-            if (c == '\'' || c == '"') {
-                return parseString();
-            }
-            if (c == '(') {
-                return parseTuple();
-            }
-            if (s.startsWith("True", pos)) {
-                pos += 4;
-                return Boolean.TRUE;
-            }
-            if (s.startsWith("False", pos)) {
-                pos += 5;
-                return Boolean.FALSE;
-            }
-            if (c == '[') {
-                throw error("structured dtypes (a list descr) are not supported");
-            }
-            throw error("unsupported value");
-        }
-
-        private long[] parseTuple() {
-            expect('(');
-            List<Long> dims = new ArrayList<>();
-            while (true) {
-                skipSpace();
-                if (peek() == ')') {
-                    pos++;
-                    break;
-                }
-                dims.add(parseInt());
-                skipSpace();
-                if (peek() == ',') {
-                    pos++;
-                } else if (peek() != ')') {
-                    throw error("expected ',' or ')' in shape");
-                }
-            }
-            long[] out = new long[dims.size()];
-            for (int i = 0; i < out.length; i++) {
-                out[i] = dims.get(i);
-            }
-            return out;
-        }
-
-        private long parseInt() {
-            int start = pos;
-            if (peek() == '-') {
-                pos++;
-            }
-            while (pos < s.length() && Character.isDigit(s.charAt(pos)) && s.charAt(pos) < 128) {
-                pos++;
-            }
-            String digits = s.substring(start, pos);
-            if (pos < s.length() && s.charAt(pos) == 'L') {
-                pos++; // Python 2 long literal, written by very old numpy
-            }
-            try {
-                return Long.parseLong(digits);
-            } catch (NumberFormatException e) {
-                throw error("bad integer '" + digits + "' in shape");
-            }
-        }
-
-        private String parseString() {
-            char quote = peek();
-            if (quote != '\'' && quote != '"') {
-                throw error("expected a quoted string");
-            }
-            int end = s.indexOf(quote, pos + 1);
-            if (end < 0) {
-                throw error("unterminated string");
-            }
-            String out = s.substring(pos + 1, end);
-            if (out.indexOf('\\') >= 0) {
-                throw error("escapes in header strings are not supported");
-            }
-            pos = end + 1;
-            return out;
-        }
-
-        private void skipSpace() {
-            while (pos < s.length() && Character.isWhitespace(s.charAt(pos))) {
-                pos++;
-            }
-        }
-
-        private char peek() {
-            if (pos >= s.length()) {
-                throw error("unexpected end of header");
-            }
-            return s.charAt(pos);
-        }
-
-        private void expect(char c) {
-            if (peek() != c) {
-                throw error("expected '" + c + "'");
-            }
-            pos++;
-        }
-
-        private BadInputException error(String what) {
-            String shown = s.length() > 200 ? s.substring(0, 200) + "..." : s.strip();
-            return new BadInputException(file + ": malformed .npy header at character " + pos + ": " + what
-                    + "; header: " + shown);
         }
     }
 

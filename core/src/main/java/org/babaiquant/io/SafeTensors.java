@@ -187,21 +187,10 @@ public final class SafeTensors {
                 throw new BadInputException(where + ": tensor '" + tensorName + "' has shape "
                         + Arrays.toString(t.shape) + "; expected a 2-D matrix");
             }
-            int itemSize;
-            switch (t.dtype) {
-                case "F64":
-                    itemSize = 8;
-                    break;
-                case "F32":
-                    itemSize = 4;
-                    break;
-                case "F16":
-                case "BF16":
-                    itemSize = 2;
-                    break;
-                default:
-                    throw new BadInputException(where + ": tensor '" + tensorName + "' has dtype " + t.dtype
-                            + "; readMatrix supports F32, F16, BF16, F64");
+            int itemSize = floatItemSize(t.dtype);
+            if (itemSize < 0) {
+                throw new BadInputException(where + ": tensor '" + tensorName + "' has dtype " + t.dtype
+                        + "; readMatrix supports " + FLOAT_DTYPES);
             }
             if (t.shape[0] > Integer.MAX_VALUE || t.shape[1] > Integer.MAX_VALUE
                     || t.shape[0] * t.shape[1] > Integer.MAX_VALUE) {
@@ -463,6 +452,19 @@ public final class SafeTensors {
                     + need + " but data_offsets [" + begin + ", " + end + "] span " + (end - begin) + " bytes");
         }
         return new TensorInfo(name, dtype, shape, begin, end);
+    }
+
+    /** The float dtypes {@link #readMatrix} converts and {@link SafeTensorsWriter#write} writes. */
+    static final String FLOAT_DTYPES = "F32, F16, BF16, F64";
+
+    /** Bytes per element of a float dtype of {@link #FLOAT_DTYPES}, or -1. */
+    static int floatItemSize(String dtype) {
+        return switch (dtype) {
+            case "F64" -> 8;
+            case "F32" -> 4;
+            case "F16", "BF16" -> 2;
+            default -> -1;
+        };
     }
 
     /**

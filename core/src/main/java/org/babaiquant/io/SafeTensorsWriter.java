@@ -216,21 +216,9 @@ public final class SafeTensorsWriter {
      * those {@link #writeRaw} writes for the same tensors; this converts while streaming instead of holding them.
      */
     public static void write(Path file, LinkedHashMap<String, double[][]> tensors, String dtype) {
-        int itemSize;
-        switch (dtype) {
-            case "F64":
-                itemSize = 8;
-                break;
-            case "F32":
-                itemSize = 4;
-                break;
-            case "F16":
-            case "BF16":
-                itemSize = 2;
-                break;
-            default:
-                throw new IllegalArgumentException("cannot write dtype " + dtype + " to " + file
-                        + "; supported: F32, F16, BF16, F64");
+        int itemSize = SafeTensors.floatItemSize(dtype);
+        if (itemSize < 0) {
+            throw new IllegalArgumentException("cannot write dtype " + dtype + " to " + file + "; supported: " + SafeTensors.FLOAT_DTYPES);
         }
         List<HeaderEntry> entries = new ArrayList<>(tensors.size());
         for (Map.Entry<String, double[][]> e : tensors.entrySet()) {

@@ -299,11 +299,30 @@ public record TiledLayer(int bits, int in, int out, int groupSize, boolean zeros
     }
 
     /**
-     * {@code y = X·Wᵀ} ([batch][out], batch 1..{@value #MAX_BATCH}) computed as {@code gemv_tc} computes it: x split
+     * Per batch row, the power of two {@code e} that brings {@code max |x_b|} into {@code [2^13, 2^14)} (0 for a zero
+     * row): x is scaled by {@code 2^e} before its fp16 split and y by {@code 2^−e} after (both exact), so that fp16's
+     * range and subnormals never decide the error, whatever the activations' magnitude.
+     */
+    public static int[] exponents(float[] x, int batch, int in) {
+        int[] e = new int[batch];
+        for (int b = 0; b < batch; b++) {
+            float m = 0f;
+            for (int i = 0; i < in; i++) {
+                m = Math.max(m, Math.abs(x[b * in + i]));
+            }
+            e[b] = m > 0 ? 13 - Math.getExponent(m) : 0;
+        }
+        return e;
+    }
+
+    /**
+     * {@code y = X·Wᵀ} ([batch][out], batch 1..{@value #MAX_BATCH}) computed as {@code gemv_tc} computes it: x scaled
+     * per row by {@link #exponents} and split
      * into fp16 {@code hi = fp16(x)}, {@code lo = fp16(x − hi)}; per tile the exact integers {@code q − z} times hi,
      * then times lo, summed in fp32 (the mma; its internal order is modelled as sequential); the tile sum folded into
      * y by {@code y = fma(s, c, y)} at every group change and every {@value #SEGMENT_TILES} tiles; y of each split
-     * stored, the splits summed in split order, then the CSR outliers added as {@code fma(x·s, offset, y)}.
+     * stored, the splits summed in split order and scaled back by {@code 2^−e}, then the CSR outliers added as
+     * {@code fma(x·s, offset, y)}.
      */
     public float[] gemv(float[] x, int batch, int splits) {
         if (batch < 1 || batch > MAX_BATCH || x.length != (long) batch * in) {
@@ -314,11 +333,12 @@ public record TiledLayer(int bits, int in, int out, int groupSize, boolean zeros
         if (splits < 1 || splits > chunks) {
             throw new IllegalArgumentException("splits must be in 1.." + chunks + ", got " + splits);
         }
+        int[] exps = exponents(x, batch, in);
         float[] xh = new float[batch * kPad];
         float[] xl = new float[batch * kPad];
         for (int b = 0; b < batch; b++) {
             for (int kp = 0; kp < kPad; kp++) {
-                float v = perm[kp] < 0 ? 0f : x[b * in + perm[kp]];
+                float v = perm[kp] < 0 ? 0f : Math.scalb(x[b * in + perm[kp]], exps[b]);
                 float hi = Half.toFloat(Half.fromFloat(v));
                 xh[b * kPad + kp] = hi;
                 xl[b * kPad + kp] = Half.toFloat(Half.fromFloat(v - hi));
@@ -358,6 +378,7 @@ public record TiledLayer(int bits, int in, int out, int groupSize, boolean zeros
                 for (int s = 0; s < splits; s++) {
                     sum += partial[(s * batch + b) * out + o];
                 }
+                sum = Math.scalb(sum, -exps[b]);
                 if (rowPtr != null) {
                     for (int k = rowPtr[o]; k < rowPtr[o + 1]; k++) {
                         int j = col[k];

@@ -189,6 +189,22 @@ class TiledLayerTest {
     }
 
     @Test
+    void activationsFarOutsideFloat16RangeKeepTheBound() {
+        // rows of magnitude 1e-7 .. 1e7: without the per-row power-of-two scaling fp16 would flush or overflow them
+        Random rnd = new Random(SEED + 3);
+        PackedGptq p = randomGptq(rnd, 4, 512, 48, 128, false);
+        TiledLayer t = TiledLayer.of(p, null);
+        for (double mag : new double[] {1e-7, 1e-3, 1e5, 1e7}) {
+            float[] x = randomX(rnd, 4 * 512);
+            for (int i = 0; i < x.length; i++) {
+                x[i] *= (float) mag;
+            }
+            double rel = ServingReference.gptq(p, null, x, 4).maxRelative(t.gemv(x, 4, 2));
+            assertTrue(rel <= PARITY, "magnitude " + mag + ": " + rel);
+        }
+    }
+
+    @Test
     void theParityCheckCanFail() {
         // a layer whose g_idx is ignored (natural groups assumed) must miss the bound: the check is not vacuous
         Random rnd = new Random(SEED + 2);

@@ -21,8 +21,9 @@ import java.util.logging.Logger;
  * are synchronized, so tasks sharing a GPU take turns. A {@link CudaException.Recoverable} (out of memory) leaves the
  * device usable and the caller may run the same work on {@link QuantBackend#cpu()}.
  *
- * <p>What runs where: the Hessian and the GEMV entirely on the GPU; for GPTQ, the O(m·n²) column sweep on the GPU and
- * the factorisation on the CPU (see {@link LatticeSweep}); methods RTN and BABAI run core's CPU solver (RTN has no
+ * <p>What runs where: the Hessian and the GEMV entirely on the GPU; for GPTQ, the factorisation (except min-pivot's),
+ * the sweep and its lazy updates on the GPU, validation, grid and order on the host (see {@link LatticeSweep});
+ * methods RTN and BABAI run core's CPU solver (RTN has no
  * sweep; Babai's direct formulation is the CPU oracle, with the same codes as GPTQ).
  */
 public final class CudaBackend implements QuantBackend, ServingKernels {
@@ -77,11 +78,16 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
         return new CudaHessianSum(n);
     }
 
-    /** Σ XᵀX in float64 on the device (upper triangle), filled by hessian.cu. */
+    /**
+     * Σ XᵀX in float64 on the device (upper triangle), filled by hessian_dmma.cu: each staged tile is widened to
+     * float64 ({@code hessian_widen_*}, exact) and multiplied on the fp64 tensor cores ({@code hessian_dmma}), so every
+     * product is exact and only float64 sums round ({@link HessianTwin}'s contract).
+     */
     private final class CudaHessianSum implements HessianSum {
         private final int n;
         private final DeviceBuffer sum;
         private DeviceBuffer stage;
+        private DeviceBuffer wide;
         private long tokens;
 
         CudaHessianSum(int n) {
@@ -142,7 +148,7 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
                     DeviceBuffer s = stage((long) Math.min(per, count) * n * 4);
                     float[] tile = t0 == 0 && t == count ? x : java.util.Arrays.copyOfRange(x, t0 * n, (t0 + t) * n);
                     s.upload(tile, (long) t * n, 0);
-                    launch("hessian_syrk_f32", s, t);
+                    launch("hessian_widen_f32", s, t);
                 }
                 tokens += count;
             }
@@ -157,9 +163,9 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
             }
             checkFinite(data, offset, (long) count * n, type);
             String kernel = switch (type) {
-                case F32 -> "hessian_syrk_f32";
-                case F16 -> "hessian_syrk_f16";
-                case BF16 -> "hessian_syrk_bf16";
+                case F32 -> "hessian_widen_f32";
+                case F16 -> "hessian_widen_f16";
+                case BF16 -> "hessian_widen_bf16";
             };
             synchronized (CudaBackend.this) {
                 int per = tokensPerLaunch(type.bytes);
@@ -173,9 +179,19 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
             }
         }
 
-        private void launch(String kernel, DeviceBuffer x, int t) {
-            int tiles = (n + 127) / 128;
-            device.launch(kernel, tiles, tiles, 256, 0, x, t, n, sum);
+        /** Widens t staged rows to float64 with {@code widen}, then adds their XᵀX to the sum. */
+        private void launch(String widen, DeviceBuffer x, int t) {
+            long count = (long) t * n;
+            if (wide == null || wide.bytes() < 8 * count) {
+                if (wide != null) {
+                    wide.close();
+                    wide = null;
+                }
+                wide = DeviceBuffer.doubles(device, count, "activation tile in float64");
+            }
+            device.launch(widen, (int) ((count + 255) / 256), 1, 256, 0, x, count, wide);
+            int tiles = (n + 63) / 64;
+            device.launch("hessian_dmma", tiles * (tiles + 1) / 2, 1, 128, 0, wide, t, n, sum);
         }
 
         @Override
@@ -207,6 +223,10 @@ public final class CudaBackend implements QuantBackend, ServingKernels {
                 if (stage != null) {
                     stage.close();
                     stage = null;
+                }
+                if (wide != null) {
+                    wide.close();
+                    wide = null;
                 }
                 sum.close();
             }

@@ -23,7 +23,20 @@ public final class KernelImage {
             "hessian", List.of("hessian_syrk_bf16", "hessian_syrk_f16", "hessian_syrk_f32"),
             "solver", List.of("dgemm_add", "dgemm_tc", "gptq_block"),
             "cholesky", List.of("chol_diag", "chol_gather", "chol_panel", "chol_reverse", "chol_update"),
-            "gemv", List.of("gemv_dense_b2", "gemv_dense_b4", "gemv_dense_b8", "gemv_finish"));
+            "gemv", List.of("gemv_dense_b2", "gemv_dense_b4", "gemv_dense_b8", "gemv_finish"),
+            "hessian_dmma", List.of("hessian_dmma", "hessian_widen_bf16", "hessian_widen_f16", "hessian_widen_f32"),
+            "gemv_tc", gemvTcEntries());
+
+    /** The tensor-core GEMV's entry points: one per (bits, compiled batch), plus its prologue and epilogue. */
+    private static List<String> gemvTcEntries() {
+        List<String> e = new java.util.ArrayList<>(List.of("gemv_tc_finish", "gemv_tc_prep_x"));
+        for (int bits : new int[] {2, 3, 4, 8}) {
+            for (int batch : new int[] {1, 2, 4, 8, 16}) {
+                e.add("gemv_tc_b" + bits + "_n" + batch);
+            }
+        }
+        return List.copyOf(e);
+    }
 
     private final boolean built;
     private final String reason;

@@ -25,6 +25,8 @@ import java.util.SplittableRandom;
  * distance to the CPU twin ({@link TiledLayer#gemv}) is logged beside it. Benchmarks (CUDA events, x on the device):
  * 4-bit g128 28672×8192 at batch 1, 8, 16; 4096×4096 and 11008×4096 at batch 1; SSQR 4-bit g128 with 1 % outliers at
  * 28672×8192 batch 1 as a ratio to the dense kernel; each with the bytes floor at the H200's measured 4.29 TB/s. The
+ * Hessian: {@code CudaBackend.hessian} ({@code hessian_dmma.cu}) for f32/f16/bf16 tiles against float64 sums within
+ * {@link HessianTwin}'s contract and against the CPU backend to 1e-12 relative; 262144×4096 fp32 and bf16 timed. The
  * PyTorch peers of the same run are measured by {@code scripts/serving_peers.py} (gpu-check.sh) into
  * {@code OUT/serving-peers.txt}. Rows go to {@code OUT/serving-check-table.txt}, rewritten after each.
  */
@@ -58,8 +60,10 @@ public final class ServingCheck {
         ServingCheck c = new ServingCheck(cuda, out, outDir, seed, System.nanoTime() + (long) (seconds * 1e9));
         out.println("[serving] tensor-core GEMV (gemv_tc), seed " + seed);
         c.parity();
+        c.hessianParity();
         if (bench) {
             c.bench();
+            c.within("Hessian 262144x4096", 40, c::benchHessian);
         }
         out.println("[serving] " + (c.failures == 0 ? "parity: all cases passed" : "parity: " + c.failures + " case(s) FAILED"));
         return c.failures;
@@ -117,6 +121,120 @@ public final class ServingCheck {
             }
         }
         return worst;
+    }
+
+    // ---- Hessian (hessian_dmma through CudaBackend.hessian) ----------------------------------------------------------
+
+    /**
+     * The backend's Hessian against float64 sums (Neumaier-compensated, error ≤ 2⁻⁵²·Σ|x·x| + O(N·2⁻¹⁰⁶)): every entry
+     * within {@link HessianTwin#bound} of the contract plus that; and the CPU backend's to the issue's 1e-12 relative
+     * ({@code |ΔH_ij| ≤ 1e-12·sqrt(H_ii·H_jj)}).
+     */
+    private void hessianParity() {
+        int n = 300;
+        int tokens = 5000;
+        for (org.babaiquant.core.QuantBackend.ActivationType type : org.babaiquant.core.QuantBackend.ActivationType.values()) {
+            String what = "hessian_dmma " + type + " " + tokens + "x" + n + " (2 tiles)";
+            attempt(what, () -> {
+                float[] x = activations(tokens * n);
+                byte[] raw = new byte[x.length * type.bytes];
+                java.nio.ByteBuffer bb = java.nio.ByteBuffer.wrap(raw).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+                for (int i = 0; i < x.length; i++) {
+                    switch (type) {
+                        case F32 -> bb.putFloat(x[i]);
+                        case F16 -> bb.putShort(Half.fromFloat(Math.max(-60000f, Math.min(60000f, x[i]))));
+                        case BF16 -> bb.putShort((short) (Float.floatToRawIntBits(x[i]) >>> 16));
+                    }
+                }
+                float[] xs = org.babaiquant.core.CpuBackend.decode(raw, 0, x.length, type); // the values as stored
+                int t1 = 1777;
+                double[][] got;
+                double[][] cpu;
+                try (org.babaiquant.core.QuantBackend.HessianSum g = cuda.hessian(n);
+                     org.babaiquant.core.QuantBackend.HessianSum c = org.babaiquant.core.QuantBackend.cpu().hessian(n)) {
+                    g.addRaw(raw, 0, t1, type);
+                    g.addRaw(raw, t1 * n * type.bytes, tokens - t1, type);
+                    c.add(xs, tokens);
+                    got = g.toAccumulator().hessian();
+                    cpu = c.toAccumulator().hessian();
+                }
+                double worstContract = 0;
+                double worstCpu = 0;
+                for (int i = 0; i < n; i++) {
+                    for (int j = i; j < n; j++) {
+                        double sum = 0;
+                        double comp = 0;
+                        double abs = 0;
+                        for (int t = 0; t < tokens; t++) {
+                            double p = (double) xs[t * n + i] * xs[t * n + j];
+                            double u = sum + p; // Neumaier
+                            comp += Math.abs(sum) >= Math.abs(p) ? (sum - u) + p : (p - u) + sum;
+                            sum = u;
+                            abs += Math.abs(p);
+                        }
+                        double exact = sum + comp;
+                        double bound = HessianTwin.bound(tokens, 2, abs) + 0x1p-52 * abs;
+                        worstContract = Math.max(worstContract, Math.abs(got[i][j] - exact) / bound);
+                        worstCpu = Math.max(worstCpu, Math.abs(got[i][j] - cpu[i][j]) / Math.sqrt(cpu[i][i] * cpu[j][j]));
+                    }
+                }
+                verdict(what, worstContract <= 1 && worstCpu <= 1e-12, String.format(Locale.ROOT,
+                        "error / contract bound %.3f (limit 1); vs CPU backend max |dH|/sqrt(HiiHjj) %.2e (limit 1e-12)",
+                        worstContract, worstCpu));
+            });
+        }
+    }
+
+    /** Kernel time of the widen + DMMA pair on X resident on the device (CUDA events), fp32 and bf16 inputs. */
+    private void benchHessian() {
+        int n = 4096;
+        int tokens = 262144;
+        int chunk = 16384;
+        float[] tile = activations(chunk * n);
+        byte[] tileBf16 = new byte[2 * tile.length];
+        for (int i = 0; i < tile.length; i++) {
+            int b = Float.floatToRawIntBits(tile[i]) >>> 16;
+            tileBf16[2 * i] = (byte) b;
+            tileBf16[2 * i + 1] = (byte) (b >>> 8);
+        }
+        CudaDevice d = cuda.device;
+        synchronized (cuda) {
+            try (DeviceBuffer x = DeviceBuffer.floats(d, (long) tokens * n, "X 262144x4096 fp32");
+                 DeviceBuffer xb = DeviceBuffer.alloc(d, 2L * tokens * n, "X 262144x4096 bf16");
+                 DeviceBuffer wide = DeviceBuffer.doubles(d, (long) tokens * n, "X in float64");
+                 DeviceBuffer h = DeviceBuffer.doubles(d, (long) n * n, "H 4096x4096")) {
+                for (int t0 = 0; t0 < tokens; t0 += chunk) {
+                    x.upload(tile, (long) chunk * n, 4L * t0 * n);
+                    xb.upload(tileBf16, 0, tileBf16.length, 2L * t0 * n);
+                }
+                int tiles = n / 64;
+                long count = (long) tokens * n;
+                for (String type : new String[] {"f32", "bf16"}) {
+                    DeviceBuffer src = type.equals("f32") ? x : xb;
+                    h.zero();
+                    d.launch("hessian_widen_" + type, (int) ((count + 255) / 256), 1, 256, 0, src, count, wide); // warm-up
+                    d.launch("hessian_dmma", tiles * (tiles + 1) / 2, 1, 128, 0, wide, chunk, n, h);
+                    h.zero();
+                    CudaDevice.Timer t = d.new Timer();
+                    t.start();
+                    d.launch("hessian_widen_" + type, (int) ((count + 255) / 256), 1, 256, 0, src, count, wide);
+                    t.stop();
+                    double widen = t.millis() / 1e3;
+                    t.start();
+                    d.launch("hessian_dmma", tiles * (tiles + 1) / 2, 1, 128, 0, wide, tokens, n, h);
+                    t.stop();
+                    double dmma = t.millis() / 1e3;
+                    t.destroy();
+                    double full = 2.0 * tokens * n * n;
+                    rows.add(String.format(Locale.ROOT, "%-48s | %8.1f ms (widen %.1f + DMMA %.1f; %.1f TFLOP/s as 2Nn^2) | target %s | %s",
+                            "Hessian XtX 262144x4096 " + type + " (exact products, fp64 sums)", (widen + dmma) * 1e3,
+                            widen * 1e3, dmma * 1e3, full / (widen + dmma) / 1e12, type.equals("f32") ? "<= 100 ms" : "<= 40 ms",
+                            type.equals("f32") ? "PyTorch fp32 165 ms" : "PyTorch bf16 11.2 ms (bf16 result)"));
+                    out.println("[serving-bench] " + rows.get(rows.size() - 1));
+                    flush();
+                }
+            }
+        }
     }
 
     // ---- benchmark ------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ public final class TiledLinear implements ServingKernels.Linear {
     private final DeviceBuffer col;
     private final DeviceBuffer offset;
     private final DeviceBuffer x;
+    private final DeviceBuffer exps;
     private final DeviceBuffer xh;
     private final DeviceBuffer xl;
     private final DeviceBuffer partial;
@@ -74,6 +75,7 @@ public final class TiledLinear implements ServingKernels.Linear {
                 }
                 weightBytes = wb;
                 x = keep(DeviceBuffer.floats(d, (long) max * layer.in(), "x"));
+                exps = keep(DeviceBuffer.ints(d, max, "x scale exponents"));
                 xh = keep(DeviceBuffer.alloc(d, 2L * max * layer.kPad(), "x hi"));
                 xl = keep(DeviceBuffer.alloc(d, 2L * max * layer.kPad(), "x lo"));
                 partial = keep(DeviceBuffer.floats(d, (long) splits * max * layer.out(), "partial sums"));
@@ -120,11 +122,7 @@ public final class TiledLinear implements ServingKernels.Linear {
     public float[] apply(float[] xs, int batch) {
         check(xs, batch);
         synchronized (backend) {
-            x.upload(xs, (long) batch * in(), 0);
-            int nb = compiledBatch(batch);
-            if (nb > batch) {
-                zeroRows(batch, nb);
-            }
+            int nb = upload(xs, batch);
             launch(nb);
             float[] all = new float[nb * out()];
             y.download(all, (long) nb * out());
@@ -139,30 +137,35 @@ public final class TiledLinear implements ServingKernels.Linear {
         }
     }
 
-    /** Rows batch..nb−1 of x set to 0 (their outputs are computed and dropped). */
-    private void zeroRows(int batch, int nb) {
-        x.upload(new float[(nb - batch) * in()], (long) (nb - batch) * in(), 4L * batch * in());
+    /**
+     * Uploads x and its per-row scale exponents ({@link TiledLayer#exponents}); rows batch..nb−1 (nb the compiled
+     * batch) are zero, their outputs computed and dropped. Returns nb.
+     */
+    private int upload(float[] xs, int batch) {
+        int nb = compiledBatch(batch);
+        x.upload(xs, (long) batch * in(), 0);
+        if (nb > batch) {
+            x.upload(new float[(nb - batch) * in()], (long) (nb - batch) * in(), 4L * batch * in());
+        }
+        exps.upload(java.util.Arrays.copyOf(TiledLayer.exponents(xs, batch, in()), nb), nb);
+        return nb;
     }
 
     /** The three kernels of one product on the x already on the device (no transfers, no synchronisation). */
     void launch(int nb) {
         CudaDevice d = backend.device;
-        d.launch("gemv_tc_prep_x", (layer.kPad() + 255) / 256, nb, 256, 0, x, perm, layer.in(), layer.kPad(), xh, xl);
+        d.launch("gemv_tc_prep_x", (layer.kPad() + 255) / 256, nb, 256, 0, x, perm, exps, layer.in(), layer.kPad(), xh, xl);
         d.launch("gemv_tc_b" + layer.bits() + "_n" + nb, (layer.outTiles() + 3) / 4, splits, 128, 0,
                 words, tileGroup, scales, zeros, xh, xl, partial, layer.out(), layer.outPad(), layer.kPad(), splits);
         d.launch("gemv_tc_finish", (layer.out() + 255) / 256, 1, 256, 0, partial, splits, nb, layer.out(), y, rowPtr, col,
-                offset, scales, layer.outPad(), layer.groupSize(), x, layer.in());
+                offset, scales, layer.outPad(), layer.groupSize(), x, layer.in(), exps);
     }
 
     /** Mean GPU time of one product over {@code reps} (x uploaded once, CUDA events), seconds. */
     public double time(float[] xs, int batch, int reps) {
         check(xs, batch);
         synchronized (backend) {
-            x.upload(xs, (long) batch * in(), 0);
-            int nb = compiledBatch(batch);
-            if (nb > batch) {
-                zeroRows(batch, nb);
-            }
+            int nb = upload(xs, batch);
             launch(nb);
             CudaDevice.Timer t = backend.device.new Timer();
             try {

@@ -6,6 +6,7 @@ import org.babaiquant.onnx.BundledMiniLm;
 import org.babaiquant.spark.HadoopConfs;
 import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
@@ -49,8 +50,8 @@ public final class CaptureCommand implements Callable<Integer> {
             + " its own ONNX Runtime session (default: Spark's default parallelism)")
     Integer partitions;
 
-    @Option(names = "--master", paramLabel = "URL", description = "Spark master when not under spark-submit (default: local[*])")
-    String master;
+    @Mixin
+    SparkMasterOption sparkMaster = new SparkMasterOption();
 
     @Option(names = "--no-spark", description = "run in this process without Spark (same rows, one part file per site)")
     boolean noSpark;
@@ -65,7 +66,7 @@ public final class CaptureCommand implements Callable<Integer> {
         if (noSpark) {
             r = ActivationCapture.run(HadoopConfs.fromEnvironmentAndSpark(), cfg, ConsoleProgress::accept);
         } else {
-            SparkSession spark = SparkSupport.session(master, "babai-quant capture");
+            SparkSession spark = SparkSupport.session(sparkMaster.master, "babai-quant capture");
             int n = partitions != null ? partitions : spark.sparkContext().defaultParallelism();
             if (n < 1) {
                 throw new IllegalArgumentException("--partitions must be ≥ 1, got " + n);

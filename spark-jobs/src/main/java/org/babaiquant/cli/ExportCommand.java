@@ -1,6 +1,6 @@
 package org.babaiquant.cli;
 
-import org.apache.hadoop.conf.Configuration;
+import org.babaiquant.io.Commit;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -12,7 +12,8 @@ import java.util.concurrent.Callable;
                 "copied unchanged, quantize_config.json, config.json with quantization_config) or, with --format compressed-tensors,",
                 "as vLLM's pack-quantized checkpoint (weight_packed/weight_scale/weight_zero_point/weight_shape per layer,",
                 "copied unchanged, quantize_config.json, config.json with quantization_config), then read it back and check",
-                "that every layer dequantizes exactly to the shards."})
+                "that every layer dequantizes exactly to the shards. The folder is committed whole (written under a hidden",
+                "_tmp-OUT-UUID, renamed into place, _SUCCESS last); a non-empty --out is refused unless --overwrite."})
 public final class ExportCommand implements Callable<Integer> {
     @Option(names = "--quantized", required = true, paramLabel = "URI", description = "quantize --out")
     String quantized;
@@ -31,10 +32,13 @@ public final class ExportCommand implements Callable<Integer> {
             + "\"weight\" for act-order runs, no g_idx: our groups are static)")
     boolean gIdx;
 
+    @Option(names = "--overwrite", description = "replace an existing non-empty --out (default: refuse it)")
+    boolean overwrite;
+
     @Override
     public Integer call() {
         String s = org.babaiquant.spark.Exports.export(org.babaiquant.spark.HadoopConfs.fromEnvironmentAndSpark(), format, quantized, model,
-                out, gIdx);
+                out, gIdx, overwrite ? Commit.IfExists.REPLACE : Commit.IfExists.REFUSE);
         System.out.println("exported " + s);
         System.out.println("self-check passed: every layer dequantizes exactly to its shards; wrote " + out);
         return 0;

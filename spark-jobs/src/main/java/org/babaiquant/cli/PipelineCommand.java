@@ -251,7 +251,7 @@ public final class PipelineCommand implements Callable<Integer> {
             }
             fs.delete(record, false);
             String s = org.babaiquant.spark.Exports.export(conf, plan.exportFormat, plan.quantizeOut, plan.modelUri, plan.exportOut,
-                    plan.exportGIdx);
+                    plan.exportGIdx, org.babaiquant.io.Commit.IfExists.REPLACE);
             System.out.println("exported " + s + "; self-check passed; wrote " + plan.exportOut);
             try (FSDataOutputStream o = fs.create(record, true)) {
                 o.write((fp + "\n").getBytes(StandardCharsets.UTF_8));

@@ -2,6 +2,7 @@ package org.babaiquant.cli;
 
 import org.babaiquant.io.NpyWriter;
 import org.babaiquant.BadInputException;
+import org.babaiquant.core.BackendException;
 import org.babaiquant.core.HessianAccumulator;
 import org.babaiquant.core.Json;
 import org.babaiquant.core.LayerReport;
@@ -129,7 +130,17 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
         } else {
             h = joined(hRead);
         }
-        QuantResult q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.select(backend.backend));
+        QuantResult q;
+        try {
+            q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.select(backend.backend));
+        } catch (BackendException e) {
+            if (!e.recoverable()) {
+                throw e; // a sticky device error: the command fails (exit 1), nothing committed
+            }
+            // as the quantize stage: out of device memory leaves the device usable; this layer runs on the CPU
+            System.err.println("[quantize-layer] " + e.getMessage() + "; quantizing " + weight + " on the CPU instead");
+            q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.cpu());
+        }
         if (eval != null) {
             LayerQuantizer.evaluate(weight, q, w, Npy.readMatrix(eval), eval.toString());
         }

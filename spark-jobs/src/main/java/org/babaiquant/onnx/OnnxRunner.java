@@ -27,7 +27,9 @@ import java.util.concurrent.Future;
  * <p>Every ONNX Runtime call runs on one JVM-wide thread with a 64 MiB stack: ORT 1.29's native environment creation
  * overflows smaller stacks (seen as a SIGSEGV without an hs_err file inside {@code OrtEnvironment.createHandle} on a
  * 4 MiB main thread — bin/babai-quant's and the tests' {@code -Xss4m} — with Spark's 200-jar classpath, while 16 MiB
- * worked). ORT computes on its own intra-op threads, so funnelling the calls through one thread costs nothing here.
+ * worked). ORT computes single-threaded (see {@link #options}): evaluations are reproducible across machines and core
+ * counts; they can still differ in the last bits between CPUs whose ORT kernels use other SIMD instructions (AVX2
+ * vs AVX-512), which ORT's API does not let us pin.
  */
 public final class OnnxRunner implements AutoCloseable {
     private static final long ORT_STACK_BYTES = 64L << 20;
@@ -66,7 +68,12 @@ public final class OnnxRunner implements AutoCloseable {
     private static OrtSession.SessionOptions options(boolean optimize) throws OrtException {
         OrtSession.SessionOptions so = new OrtSession.SessionOptions();
         so.setOptimizationLevel(optimize ? OrtSession.SessionOptions.OptLevel.ALL_OPT : OrtSession.SessionOptions.OptLevel.NO_OPT);
-        so.setIntraOpNumThreads(Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors())));
+        // the same numbers on every machine of the same instruction set, whatever its core count: one intra-op thread,
+        // operators run one after another, ORT's deterministic kernels (OnnxDeterminismTest; cost: BENCHMARKS.md)
+        so.setIntraOpNumThreads(1);
+        so.setInterOpNumThreads(1);
+        so.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
+        so.setDeterministicCompute(true);
         return so;
     }
 

@@ -12,7 +12,6 @@ import org.apache.parquet.example.data.simple.convert.GroupRecordConverter;
 import org.apache.parquet.hadoop.ParquetFileReader;
 import org.apache.parquet.hadoop.ParquetWriter;
 import org.apache.parquet.hadoop.metadata.BlockMetaData;
-import org.apache.parquet.hadoop.util.HadoopInputFile;
 import org.apache.parquet.io.ColumnIOFactory;
 import org.apache.parquet.io.RecordReader;
 import org.apache.parquet.io.api.Binary;
@@ -173,7 +172,7 @@ public final class ActivationLayout {
             List<SiteFile> files = new ArrayList<>();
             for (FileStatus st : all) {
                 String where = st.getPath().toString();
-                try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromStatus(st, conf))) {
+                try (ParquetFileReader r = ParquetFiles.open(conf, st)) {
                     Map<String, String> kv = r.getFooter().getFileMetaData().getKeyValueMetaData();
                     if (!"activations".equals(kv.get("babai.format"))) {
                         throw new BadInputException(where + " is not a babai-quant activation file (no babai.format=activations)");
@@ -211,7 +210,7 @@ public final class ActivationLayout {
         Path path = new Path(file);
         int group = 0;
         long row = 0;
-        try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromPath(path, conf))) {
+        try (ParquetFileReader r = ParquetFiles.open(conf, path.getFileSystem(conf).getFileStatus(path))) {
             MessageType schema = r.getFooter().getFileMetaData().getSchema();
             List<BlockMetaData> blocks = r.getFooter().getBlocks();
             for (; group < blocks.size() && row < to; group++) {

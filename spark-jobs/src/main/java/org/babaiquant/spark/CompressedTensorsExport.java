@@ -1,20 +1,15 @@
 package org.babaiquant.spark;
 
 import org.apache.hadoop.conf.Configuration;
-import org.apache.hadoop.fs.FSDataOutputStream;
-import org.apache.hadoop.fs.FileSystem;
-import org.apache.hadoop.fs.Path;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.CompressedTensorsPacking;
 import org.babaiquant.core.Half;
 import org.babaiquant.core.Json;
 import org.babaiquant.core.StarvedExperts;
 import org.babaiquant.io.Commit;
-import org.babaiquant.io.SafeTensors;
 import org.babaiquant.io.SafeTensorsWriter;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
@@ -22,7 +17,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.TreeMap;
 
 /**
  * Export of a quantize output in compressed-tensors' {@code pack-quantized} format, the checkpoint llm-compressor
@@ -67,164 +61,98 @@ public final class CompressedTensorsExport {
         }
     }
 
+    /** Export, replacing an existing {@code outDir} (see {@link Exports} for the commit). */
     public static Summary export(Configuration conf, String quantized, String modelUri, String outDir, boolean gIdx) {
-        Map<String, QuantizedLayout.LayerShards> layers = new TreeMap<>();
-        Map<String, String> orders = new TreeMap<>();
-        Map<String, Boolean> syms = new TreeMap<>();
-        QuantizedLayout.readAll(conf, quantized, "reports", g -> {
-            String name = g.getString("layer", 0);
-            String m = g.getString("method", 0);
-            if (m.equals("ssqr") || m.equals("hptq") || m.equals("hrtn")) {
-                throw new BadInputException("layer " + name + " is " + m + ": only grid methods (gptq, babai, rtn) can be exported as "
-                        + "compressed-tensors pack-quantized");
-            }
-            if (!g.getBoolean("clip", 0)) {
-                throw new BadInputException("layer " + name + " was quantized with --no-clip: its codes fall outside [0, 2^bits−1] and "
-                        + "cannot be packed (re-quantize with clipping)");
-            }
-            orders.put(name, g.getString("order", 0));
-            syms.put(name, g.getBoolean("sym", 0));
-        });
-        if (orders.isEmpty()) {
-            throw new BadInputException("no committed layer under " + quantized + "/reports: nothing to export");
-        }
-        for (String name : orders.keySet()) {
-            layers.put(name, QuantizedLayout.readLayer(conf, quantized, name));
-        }
-        Scheme scheme = scheme(layers, orders, syms, gIdx);
-        refuseReplacingInputs(conf, outDir, modelUri, quantized);
+        return export(conf, quantized, modelUri, outDir, gIdx, Commit.IfExists.REPLACE);
+    }
 
-        List<String> files = new ArrayList<>();
+    public static Summary export(Configuration conf, String quantized, String modelUri, String outDir, boolean gIdx,
+                                 Commit.IfExists ifExists) {
+        Map<String, Exports.Layer> layers = Exports.layers(conf, quantized, "compressed-tensors pack-quantized");
+        Scheme scheme = scheme(layers, gIdx);
         List<String> ignore = new ArrayList<>();
-        int copied = 0;
-        // the whole folder is replaced when complete (marker last); a failure leaves the old one, or nothing
-        try (ModelWeights model = ModelWeights.open(conf, modelUri);
-             HadoopCommit commit = HadoopCommit.folder(conf, new Path(outDir), Commit.IfExists.REPLACE, Commit.SUCCESS)) {
-            FileSystem fs = commit.fileSystem();
-            Path tmp = commit.temp();
-            for (String name : layers.keySet()) {
-                if (!model.names().contains(name)) {
-                    throw new BadInputException("quantized layer " + name + " is not a tensor of " + modelUri + ": wrong --model?");
-                }
+        Exports.Written w = Exports.write(conf, quantized, modelUri, outDir, ifExists, layers.keySet(), new Exports.Format() {
+            @Override
+            public List<SafeTensorsWriter.RawTensor> tensors(QuantizedLayout.LayerShards l) {
+                checkZeros(l, scheme);
+                return CompressedTensorsExport.tensors(l, scheme);
             }
-            Map<String, String> weightMap = new LinkedHashMap<>();
-            for (String shard : model.shards()) {
-                List<SafeTensorsWriter.RawTensor> tensors = new ArrayList<>();
-                for (String name : model.names()) {
-                    if (!model.shardOf(name).equals(shard)) {
-                        continue;
-                    }
-                    QuantizedLayout.LayerShards l = layers.get(name);
-                    if (l != null) {
-                        tensors.addAll(tensors(l, scheme));
-                        continue;
-                    }
-                    SafeTensors.TensorInfo info = model.info(name);
-                    tensors.add(new SafeTensorsWriter.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
-                    copied++;
-                    if (info.shape().length == 2 && name.endsWith(".weight")) {
-                        ignore.add(module(name));
+
+            @Override
+            public Map<String, String> files(ModelWeights model, List<String> copied) throws IOException {
+                for (String name : copied) {
+                    if (model.info(name).shape().length == 2 && name.endsWith(".weight")) {
+                        ignore.add(Exports.module(name));
                     }
                 }
-                String fileName = new Path(shard).getName();
-                for (SafeTensorsWriter.RawTensor t : tensors) {
-                    weightMap.put(t.name(), fileName);
-                }
-                try (FSDataOutputStream o = fs.create(new Path(tmp, fileName), false)) {
-                    SafeTensorsWriter.writeRaw(o, tensors, Map.of("format", "pt"));
-                }
-                files.add(fileName);
+                return Map.of("config.json", GptqExport.configJson(conf, modelUri, quantizationConfig(scheme, ignore)));
             }
-            String qcfg = quantizationConfig(scheme, ignore);
-            GptqExport.write(fs, new Path(tmp, "config.json"), GptqExport.configJson(conf, modelUri, qcfg));
-            if (model.shards().size() > 1) {
-                Map<String, Object> index = new LinkedHashMap<>();
-                index.put("metadata", Map.of("quantized_by", "babai-quant"));
-                index.put("weight_map", weightMap);
-                GptqExport.write(fs, new Path(tmp, ModelWeights.INDEX_FILE), Json.write(index));
+
+            @Override
+            public void selfCheck(String dir) {
+                CompressedTensorsExport.selfCheck(conf, dir, Exports.lazyShards(conf, quantized, layers.keySet()), scheme);
             }
-            selfCheck(conf, tmp.toString(), layers, scheme);
-            commit.commit();
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot export to " + Uris.redact(outDir) + ": " + e.getMessage(), e);
-        }
-        return new Summary(layers.size(), copied, files, scheme.bits(), scheme.groupSize(), scheme.symmetric(), scheme.actorder(),
+        });
+        return new Summary(layers.size(), w.copied(), w.files(), scheme.bits(), scheme.groupSize(), scheme.symmetric(), scheme.actorder(),
                 List.copyOf(ignore), (int) layers.keySet().stream().filter(StarvedExperts::isExpert).count());
     }
 
-    /** The output folder is replaced whole: it must not be, or hold, the model or the quantize output being read. */
-    static void refuseReplacingInputs(Configuration conf, String outDir, String... inputs) {
-        try {
-            Path out = new Path(outDir);
-            String o = out.getFileSystem(conf).makeQualified(out).toString();
-            for (String in : inputs) {
-                Path p = new Path(in);
-                String i = p.getFileSystem(conf).makeQualified(p).toString();
-                if (i.equals(o) || i.startsWith(o.endsWith("/") ? o : o + "/")) {
-                    throw new BadInputException("--out " + Uris.redact(outDir) + " would replace " + Uris.redact(in)
-                            + ", which the export reads: choose another --out");
-                }
-            }
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot resolve " + Uris.redact(outDir) + ": " + e.getMessage(), e);
-        }
-    }
-
     /** Checks that every layer fits one pack-quantized scheme and returns it. */
-    static Scheme scheme(Map<String, QuantizedLayout.LayerShards> layers, Map<String, String> orders, Map<String, Boolean> syms,
-                         boolean gIdx) {
-        QuantizedLayout.LayerShards any = layers.values().iterator().next();
+    static Scheme scheme(Map<String, Exports.Layer> layers, boolean gIdx) {
+        Exports.Layer any = layers.values().iterator().next();
         int bits = any.bits();
         int gs = any.groupSize();
-        boolean sym = syms.get(any.layer());
+        boolean sym = any.sym();
         if (!CompressedTensorsPacking.supportedBits(bits)) {
-            throw new BadInputException(any.layer() + " has " + bits + "-bit codes: compressed-tensors pack-quantized is exported for 2, 4 "
+            throw new BadInputException(any.name() + " has " + bits + "-bit codes: compressed-tensors pack-quantized is exported for 2, 4 "
                     + "or 8 bits (vLLM serves 4 and 8)");
         }
         int perWord = 32 / bits;
-        for (QuantizedLayout.LayerShards l : layers.values()) {
-            if (!l.layer().endsWith(".weight")) {
-                throw new BadInputException("layer " + l.layer() + " is not named MODULE.weight: compressed-tensors names its tensors "
+        for (Exports.Layer l : layers.values()) {
+            if (!l.name().endsWith(".weight")) {
+                throw new BadInputException("layer " + l.name() + " is not named MODULE.weight: compressed-tensors names its tensors "
                         + "MODULE.weight_packed, ... (export ONNX-quantized layers with apply instead)");
             }
-            if (l.bits() != bits || l.groupSize() != gs || syms.get(l.layer()) != sym) {
-                throw new BadInputException("layer " + l.layer() + " (" + l.bits() + "-bit, group " + l.groupSize() + ", sym "
-                        + syms.get(l.layer()) + ") differs from " + any.layer() + " (" + bits + "-bit, group " + gs + ", sym " + sym
+            if (l.bits() != bits || l.groupSize() != gs || l.sym() != sym) {
+                throw new BadInputException("layer " + l.name() + " (" + l.bits() + "-bit, group " + l.groupSize() + ", sym "
+                        + l.sym() + ") differs from " + any.name() + " (" + bits + "-bit, group " + gs + ", sym " + sym
                         + "): one compressed-tensors config group holds one scheme; quantize them in one run");
             }
             if (l.cols() % perWord != 0) {
-                throw new BadInputException(l.layer() + " is [" + l.rows() + ", " + l.cols() + "]: its " + l.cols() + " inputs do not "
+                throw new BadInputException(l.name() + " is [" + l.rows() + ", " + l.cols() + "]: its " + l.cols() + " inputs do not "
                         + "fill whole int32 words of " + perWord + " " + bits + "-bit codes");
             }
             if (gs != -1 && l.cols() % gs != 0) {
-                throw new BadInputException(l.layer() + " has " + l.cols() + " inputs, not a multiple of the group size " + gs
+                throw new BadInputException(l.name() + " has " + l.cols() + " inputs, not a multiple of the group size " + gs
                         + " (compressed-tensors and vLLM need whole groups)");
             }
-            if (sym) {
-                int[] at = CompressedTensorsPacking.firstAsymmetricZero(l.zeros(), bits);
-                if (at != null) {
-                    throw new BadInputException(l.layer() + ": a symmetric run stored zero point " + l.zeros()[at[0]][at[1]] + " at row "
-                            + at[0] + ", group " + at[1] + " (expected " + CompressedTensorsPacking.symmetricZero(bits) + ")");
-                }
-            } else if (l.rows() % perWord != 0) {
-                throw new BadInputException(l.layer() + " is [" + l.rows() + ", " + l.cols() + "]: asymmetric zero points are packed along "
+            if (!sym && l.rows() % perWord != 0) {
+                throw new BadInputException(l.name() + " is [" + l.rows() + ", " + l.cols() + "]: asymmetric zero points are packed along "
                         + "the " + l.rows() + " outputs, which do not fill whole int32 words of " + perWord);
             }
         }
         if (gIdx && gs == -1) {
             throw new BadInputException("--actorder group needs grouped scales; this run has one scale per output row (group size -1)");
         }
-        String actorder = gIdx ? "group" : orders.containsValue("act-order") ? "weight" : null;
+        boolean actOrder = layers.values().stream().anyMatch(l -> l.order().equals("act-order"));
+        String actorder = gIdx ? "group" : actOrder ? "weight" : null;
         return new Scheme(bits, gs, sym, actorder, gIdx);
     }
 
-    private static String module(String weightName) {
-        return weightName.substring(0, weightName.length() - ".weight".length());
+    /** A symmetric scheme stores no zero points: every stored one must be the symmetric zero (checked as each layer is read). */
+    static void checkZeros(QuantizedLayout.LayerShards l, Scheme s) {
+        if (s.symmetric()) {
+            int[] at = CompressedTensorsPacking.firstAsymmetricZero(l.zeros(), s.bits());
+            if (at != null) {
+                throw new BadInputException(l.layer() + ": a symmetric run stored zero point " + l.zeros()[at[0]][at[1]] + " at row "
+                        + at[0] + ", group " + at[1] + " (expected " + CompressedTensorsPacking.symmetricZero(s.bits()) + ")");
+            }
+        }
     }
 
     /** The tensors replacing {@code P.weight} (see the class comment). */
     static List<SafeTensorsWriter.RawTensor> tensors(QuantizedLayout.LayerShards l, Scheme s) {
-        String p = module(l.layer());
+        String p = Exports.module(l.layer());
         int groups = l.groups();
         int[][] packed = CompressedTensorsPacking.weightPacked(l.codes(), s.bits());
         ByteBuffer scales = ByteBuffer.allocate(2 * groups * l.rows()).order(ByteOrder.LITTLE_ENDIAN);
@@ -287,7 +215,7 @@ public final class CompressedTensorsExport {
     static void selfCheck(Configuration conf, String dir, Map<String, QuantizedLayout.LayerShards> layers, Scheme s) {
         try (ModelWeights m = ModelWeights.open(conf, dir)) {
             for (QuantizedLayout.LayerShards l : layers.values()) {
-                String p = module(l.layer());
+                String p = Exports.module(l.layer());
                 int groups = l.groups();
                 int words = (int) m.info(p + ".weight_packed").shape()[1];
                 int[][] codes = CompressedTensorsPacking.unpackWeight(GptqExport.readInts(m.readRaw(p + ".weight_packed"), l.rows(), words), s.bits(),

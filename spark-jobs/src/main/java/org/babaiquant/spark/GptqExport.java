@@ -4,17 +4,14 @@ import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
-import org.apache.hadoop.fs.FSDataOutputStream;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 import org.babaiquant.BadInputException;
 import org.babaiquant.core.GptqPacking;
 import org.babaiquant.core.Json;
-import org.babaiquant.method.Methods;
-import org.babaiquant.io.SafeTensors;
+import org.babaiquant.io.Commit;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -24,8 +21,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.Set;
-import java.util.UUID;
 
 /**
  * Export of a quantize output as a checkpoint that GPTQ loaders (GPTQModel, AutoGPTQ, transformers' GPTQ
@@ -47,134 +42,56 @@ public final class GptqExport {
 
     public record Summary(int layers, int copied, List<String> files, String checkpointFormat) {}
 
+    /** Export, replacing an existing {@code outDir} (see {@link Exports} for the commit). */
     public static Summary export(Configuration conf, String quantized, String modelUri, String outDir) {
-        // read on access, never all at once: a layer's unpacked codes take 4 bytes a weight (3.9 GiB for a 1 B model)
-        java.util.SortedSet<String> names = new java.util.TreeSet<>();
-        Map<String, QuantizedLayout.LayerShards> layers = new java.util.AbstractMap<>() {
-            @Override
-            public Set<Map.Entry<String, QuantizedLayout.LayerShards>> entrySet() {
-                return new java.util.AbstractSet<>() {
-                    @Override
-                    public java.util.Iterator<Map.Entry<String, QuantizedLayout.LayerShards>> iterator() {
-                        return names.stream().map(n -> Map.entry(n, QuantizedLayout.readLayer(conf, quantized, n))).iterator();
-                    }
+        return export(conf, quantized, modelUri, outDir, Commit.IfExists.REPLACE);
+    }
 
-                    @Override
-                    public int size() {
-                        return names.size();
-                    }
-                };
-            }
-
-            @Override
-            public QuantizedLayout.LayerShards get(Object name) {
-                return names.contains(name) ? QuantizedLayout.readLayer(conf, quantized, (String) name) : null;
-            }
-        };
-        Map<String, double[]> bound = new LinkedHashMap<>();
-        String[] run = new String[3];
-        QuantizedLayout.readAll(conf, quantized, "reports", g -> {
-            String name = g.getString("layer", 0);
-            String m = g.getString("method", 0);
-            if (!Methods.get(m).clips()) {
-                throw new BadInputException("layer " + name + " is " + m + ": only " + Methods.sentence(Methods.gridMethods(), "and")
-                        + " outputs can be exported in the GPTQ format (" + m + " keeps its own binary format in the shards' payload column)");
-            }
-            if (!g.getBoolean("clip", 0)) {
-                throw new BadInputException("layer " + name + " was quantized with --no-clip: its codes fall outside [0, 2^bits−1] and "
-                        + "cannot be stored in the GPTQ format (use the shards, or re-quantize with clipping)");
-            }
-            bound.put(name, new double[] {g.getDouble("loss", 0), g.getDouble("bound", 0), g.getLong("clipped", 0),
-                    g.getDouble("damping", 0)});
-            run[0] = g.getString("method", 0);
-            run[1] = g.getString("order", 0);
-            run[2] = String.valueOf(g.getBoolean("sym", 0));
-        });
-        names.addAll(bound.keySet());
-        QuantizedLayout.LayerShards any = layers.values().iterator().next();
+    public static Summary export(Configuration conf, String quantized, String modelUri, String outDir, Commit.IfExists ifExists) {
+        Map<String, Exports.Layer> reports = Exports.layers(conf, quantized, "a GPTQ checkpoint");
+        Exports.Layer any = reports.values().iterator().next();
         int bits = any.bits();
         int gs = any.groupSize();
-        boolean sym = Boolean.parseBoolean(run[2]);
+        boolean sym = any.sym();
         if (!GptqPacking.packableBits(bits)) {
             throw new BadInputException(GptqPacking.checkpointProblem(0, 0, bits));
         }
-        for (QuantizedLayout.LayerShards l : layers.values()) {
+        for (Exports.Layer l : reports.values()) {
             if (l.bits() != bits || l.groupSize() != gs) {
                 throw new BadInputException("layers quantized with different bits/group sizes cannot share one GPTQ checkpoint");
             }
             String problem = GptqPacking.checkpointProblem(l.rows(), l.cols(), bits);
             if (problem != null) {
-                throw new BadInputException(l.layer() + " is [" + l.rows() + ", " + l.cols() + "]: " + problem);
+                throw new BadInputException(l.name() + " is [" + l.rows() + ", " + l.cols() + "]: " + problem);
             }
         }
-        String format = sym ? "gptq" : "gptq_v2";
+        String checkpointFormat = sym ? "gptq" : "gptq_v2";
         boolean v1 = sym;
+        String qcfg = quantizeConfig(bits, gs, sym, checkpointFormat, reports);
+        Exports.Written w = Exports.write(conf, quantized, modelUri, outDir, ifExists, reports.keySet(), new Exports.Format() {
+            @Override
+            public List<SafeTensorsWriter.RawTensor> tensors(QuantizedLayout.LayerShards l) {
+                return gptqTensors(l, v1);
+            }
 
-        List<String> files = new ArrayList<>();
-        int copied = 0;
-        Path out = new Path(outDir);
-        Path tmp = new Path(out, "_tmp-export-" + UUID.randomUUID());
-        try (ModelWeights model = ModelWeights.open(conf, modelUri)) {
-            FileSystem fs = out.getFileSystem(conf);
-            for (String name : names) {
-                if (!model.names().contains(name)) {
-                    throw new BadInputException("quantized layer " + name + " is not a tensor of " + modelUri + ": wrong --model?");
-                }
+            @Override
+            public Map<String, String> files(ModelWeights model, List<String> copied) throws IOException {
+                Map<String, String> f = new LinkedHashMap<>();
+                f.put("quantize_config.json", qcfg);
+                f.put("config.json", configJson(conf, modelUri, qcfg));
+                return f;
             }
-            Map<String, String> weightMap = new LinkedHashMap<>();
-            for (String shard : model.shards()) {
-                List<SafeTensorsWriter.RawTensor> tensors = new ArrayList<>();
-                for (String name : model.names()) {
-                    if (!model.shardOf(name).equals(shard)) {
-                        continue;
-                    }
-                    QuantizedLayout.LayerShards l = layers.get(name);
-                    if (l == null) {
-                        SafeTensors.TensorInfo info = model.info(name);
-                        tensors.add(new SafeTensorsWriter.RawTensor(name, info.dtype(), info.shape(), model.readRaw(name)));
-                        copied++;
-                    } else {
-                        tensors.addAll(gptqTensors(l, v1));
-                    }
-                }
-                String fileName = new Path(shard).getName();
-                for (SafeTensorsWriter.RawTensor t : tensors) {
-                    weightMap.put(t.name(), fileName);
-                }
-                try (FSDataOutputStream o = fs.create(new Path(tmp, fileName), false)) {
-                    SafeTensorsWriter.writeRaw(o, tensors, Map.of("format", "pt"));
-                }
-                files.add(fileName);
+
+            @Override
+            public void selfCheck(String dir) {
+                GptqExport.selfCheck(conf, dir, Exports.lazyShards(conf, quantized, reports.keySet()), v1);
             }
-            String qcfg = quantizeConfig(bits, gs, sym, format, run, bound);
-            write(fs, new Path(tmp, "quantize_config.json"), qcfg);
-            write(fs, new Path(tmp, "config.json"), configJson(conf, modelUri, qcfg));
-            if (model.shards().size() > 1) {
-                Map<String, Object> idx = new LinkedHashMap<>();
-                idx.put("metadata", Map.of("quantized_by", "babai-quant"));
-                idx.put("weight_map", weightMap);
-                write(fs, new Path(tmp, ModelWeights.INDEX_FILE), Json.write(idx));
-            }
-            selfCheck(conf, tmp.toString(), layers, v1);
-            fs.mkdirs(out);
-            for (org.apache.hadoop.fs.FileStatus st : fs.listStatus(tmp)) {
-                Path dst = new Path(out, st.getPath().getName());
-                if (fs.exists(dst)) {
-                    fs.delete(dst, false);
-                }
-                if (!fs.rename(st.getPath(), dst)) {
-                    throw new IOException("rename to " + dst + " failed");
-                }
-            }
-            fs.delete(tmp, true);
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot export to " + outDir + ": " + e.getMessage(), e);
-        }
-        return new Summary(layers.size(), copied, files, format);
+        });
+        return new Summary(reports.size(), w.copied(), w.files(), checkpointFormat);
     }
 
     static List<SafeTensorsWriter.RawTensor> gptqTensors(QuantizedLayout.LayerShards l, boolean v1) {
-        String p = l.layer().endsWith(".weight") ? l.layer().substring(0, l.layer().length() - ".weight".length()) : l.layer();
+        String p = Exports.module(l.layer());
         int groups = l.groups();
         int[][] qweight = GptqPacking.packQweight(l.codes(), l.bits());
         int[][] zerosT = new int[groups][l.rows()];
@@ -220,7 +137,7 @@ public final class GptqExport {
     static void selfCheck(Configuration conf, String dir, Map<String, QuantizedLayout.LayerShards> layers, boolean v1) {
         try (ModelWeights m = ModelWeights.open(conf, dir)) {
             for (QuantizedLayout.LayerShards l : layers.values()) {
-                String p = l.layer().endsWith(".weight") ? l.layer().substring(0, l.layer().length() - 7) : l.layer();
+                String p = Exports.module(l.layer());
                 int groups = l.groups();
                 int words = m.info(p + ".qweight").shape()[0] > Integer.MAX_VALUE ? -1 : (int) m.info(p + ".qweight").shape()[0];
                 int[][] codes = GptqPacking.unpackQweight(readInts(m.readRaw(p + ".qweight"), words, l.rows()), l.bits(), l.cols());
@@ -249,27 +166,31 @@ public final class GptqExport {
         }
     }
 
-    private static String quantizeConfig(int bits, int gs, boolean sym, String format, String[] run, Map<String, double[]> bound) {
+    private static String quantizeConfig(int bits, int gs, boolean sym, String format, Map<String, Exports.Layer> reports) {
         double loss = 0;
         double b = 0;
         long clipped = 0;
         double damp = 0;
-        for (double[] v : bound.values()) {
-            loss += v[0];
-            b += v[1];
-            clipped += (long) v[2];
-            damp = Math.max(damp, v[3]);
+        String method = null;
+        String order = null;
+        for (Exports.Layer l : reports.values()) {
+            loss += l.loss();
+            b += l.bound();
+            clipped += l.clipped();
+            damp = Math.max(damp, l.damping());
+            method = l.method();
+            order = l.order();
         }
         Map<String, Object> summary = new LinkedHashMap<>();
-        summary.put("layers", bound.size());
+        summary.put("layers", reports.size());
         summary.put("loss", loss);
         summary.put("bound", b);
         summary.put("loss_over_bound", loss / b);
         summary.put("clipped", clipped);
         Map<String, Object> meta = new LinkedHashMap<>();
         meta.put("quantizer", List.of("babai-quant:0.1.0-SNAPSHOT"));
-        meta.put("method", run[0]);
-        meta.put("order", run[1]);
+        meta.put("method", method);
+        meta.put("order", order);
         meta.put("damping_max", damp);
         meta.put("bound_summary", summary);
         Map<String, Object> q = new LinkedHashMap<>();
@@ -309,12 +230,6 @@ public final class GptqExport {
         }
         boolean empty = text.substring(brace + 1).strip().startsWith("}");
         return text.substring(0, brace + 1) + "\n  \"quantization_config\": " + inner + (empty ? "\n" : ",") + text.substring(brace + 1);
-    }
-
-    static void write(FileSystem fs, Path p, String text) throws IOException {
-        try (FSDataOutputStream o = fs.create(p, false)) {
-            o.write(text.getBytes(StandardCharsets.UTF_8));
-        }
     }
 
     public static String describe(Summary s) {

@@ -5,13 +5,7 @@ import org.apache.hadoop.fs.FSDataInputStream;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.parquet.column.page.PageReadStore;
 import org.apache.parquet.example.data.Group;
-import org.apache.parquet.example.data.simple.convert.GroupRecordConverter;
-import org.apache.parquet.hadoop.ParquetFileReader;
-import org.apache.parquet.hadoop.util.HadoopInputFile;
-import org.apache.parquet.io.ColumnIOFactory;
-import org.apache.parquet.io.RecordReader;
 import org.apache.parquet.io.api.Binary;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.MessageTypeParser;
@@ -170,6 +164,9 @@ public final class HessianArtifact {
                 byte[] tail = new byte[8];
                 in.readFully(len - 8, tail);
                 int footerLen = ByteBuffer.wrap(tail).order(ByteOrder.LITTLE_ENDIAN).getInt();
+                if (footerLen < 0 || footerLen > len - 12) {
+                    throw new BadInputException("corrupt Parquet footer length " + footerLen + " in a " + len + "-byte file");
+                }
                 byte[] footer = new byte[footerLen];
                 in.readFully(len - 8 - footerLen, footer);
                 return footer;
@@ -192,41 +189,72 @@ public final class HessianArtifact {
             throw new BadInputException("Hessian format version " + meta.version() + " at " + siteDir(uri, site)
                     + " is not supported (this build reads " + VERSION + "): recompute it with this version");
         }
-        int d = meta.dim();
-        double[][] h = new double[d][d];
         Path dir = siteDir(uri, site);
+        String where = Uris.redact(dir.toString());
+        int d = meta.dim();
+        int bs = meta.blockSize();
+        if (!meta.site().equals(site) || d < 0 || bs < 1 || meta.tokens() < 0) {
+            throw new BadInputException("corrupt Hessian sidecar in " + where + ": site '" + meta.site() + "', dim " + d + ", block size "
+                    + bs + ", tokens " + meta.tokens());
+        }
+        int nb = (d + bs - 1) / bs;
+        long blocks = (long) nb * (nb + 1) / 2;
         try {
             FileSystem fs = dir.getFileSystem(conf);
-            for (FileStatus st : fs.listStatus(dir, p -> p.getName().endsWith(".parquet"))) {
-                try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromStatus(st, conf))) {
-                    MessageType schema = r.getFooter().getFileMetaData().getSchema();
-                    PageReadStore pages;
-                    while ((pages = r.readNextRowGroup()) != null) {
-                        RecordReader<Group> rr = new ColumnIOFactory().getColumnIO(schema)
-                                .getRecordReader(pages, new GroupRecordConverter(schema));
-                        for (long i = 0; i < pages.getRowCount(); i++) {
-                            Group g = rr.read();
-                            int bi = g.getInteger("block_row", 0);
-                            int bj = g.getInteger("block_col", 0);
-                            int rows = g.getInteger("rows", 0);
-                            int cols = g.getInteger("cols", 0);
-                            ByteBuffer data = ByteBuffer.wrap(g.getBinary("data", 0).getBytes()).order(ByteOrder.LITTLE_ENDIAN);
-                            int r0 = bi * meta.blockSize();
-                            int c0 = bj * meta.blockSize();
-                            for (int a = 0; a < rows; a++) {
-                                for (int b = 0; b < cols; b++) {
-                                    double v = data.getDouble(8 * (a * cols + b));
-                                    h[r0 + a][c0 + b] = v;
-                                    h[c0 + b][r0 + a] = v;
-                                }
+            FileStatus[] files = fs.listStatus(dir, p -> p.getName().endsWith(".parquet"));
+            long stored = 0;
+            for (FileStatus st : files) {
+                stored += st.getLen();
+            }
+            // the upper triangle's float64 blocks must be in the files (Snappy compresses at most ~32x): never allocate H
+            // for less
+            if (meta.tokens() > 0 && (stored < blocks || 8.0 * d * d > 64.0 * stored + (1 << 20))) {
+                throw new BadInputException(where + ": " + stored + " bytes of Parquet cannot hold the " + blocks + " blocks of a "
+                        + d + "-wide Hessian");
+            }
+            double[][] h = new double[d][d];
+            boolean[] seen = new boolean[(int) Math.min(blocks, Integer.MAX_VALUE)];
+            long[] found = {0};
+            for (FileStatus st : files) {
+                String file = Uris.redact(st.getPath().toString());
+                ParquetFiles.rows(conf, st, g -> {
+                    int bi = g.getInteger("block_row", 0);
+                    int bj = g.getInteger("block_col", 0);
+                    int rows = g.getInteger("rows", 0);
+                    int cols = g.getInteger("cols", 0);
+                    byte[] bytes = g.getBinary("data", 0).getBytes();
+                    if (bi < 0 || bj < bi || bj >= nb || rows != Math.min(bs, d - bi * bs) || cols != Math.min(bs, d - bj * bs)
+                            || bytes.length != 8L * rows * cols || g.getInteger("dim", 0) != d || !site.equals(g.getString("site", 0))) {
+                        throw new BadInputException(file + ": block (" + bi + ", " + bj + ") of " + rows + " × " + cols + " with "
+                                + bytes.length + " bytes does not fit the " + d + "-wide Hessian of site '" + site + "' in blocks of " + bs);
+                    }
+                    int index = bi * nb - bi * (bi - 1) / 2 + (bj - bi);
+                    if (seen[index]) {
+                        throw new BadInputException(file + ": block (" + bi + ", " + bj + ") is stored twice");
+                    }
+                    seen[index] = true;
+                    found[0]++;
+                    ByteBuffer data = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+                    int r0 = bi * bs;
+                    int c0 = bj * bs;
+                    for (int a = 0; a < rows; a++) {
+                        for (int b = 0; b < cols; b++) {
+                            double v = data.getDouble(8 * (a * cols + b));
+                            if (!Double.isFinite(v)) {
+                                throw new BadInputException(file + ": H[" + (r0 + a) + "][" + (c0 + b) + "] is " + v);
                             }
+                            h[r0 + a][c0 + b] = v;
+                            h[c0 + b][r0 + a] = v;
                         }
                     }
-                }
+                });
             }
+            if (meta.tokens() > 0 && found[0] != blocks) {
+                throw new BadInputException(where + ": " + found[0] + " of the " + blocks + " blocks of the Hessian are stored");
+            }
+            return new Loaded(meta, h);
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot read " + dir + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot read " + where + ": " + e.getMessage(), e);
         }
-        return new Loaded(meta, h);
     }
 }

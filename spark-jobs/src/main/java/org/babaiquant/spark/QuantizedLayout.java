@@ -4,19 +4,13 @@ import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
-import org.apache.parquet.column.page.PageReadStore;
 import org.apache.parquet.example.data.Group;
 import org.apache.parquet.example.data.simple.SimpleGroupFactory;
-import org.apache.parquet.example.data.simple.convert.GroupRecordConverter;
-import org.apache.parquet.hadoop.ParquetFileReader;
 import org.apache.parquet.hadoop.ParquetFileWriter;
 import org.apache.parquet.hadoop.ParquetWriter;
 import org.apache.parquet.hadoop.example.ExampleParquetWriter;
 import org.apache.parquet.hadoop.metadata.CompressionCodecName;
-import org.apache.parquet.hadoop.util.HadoopInputFile;
 import org.apache.parquet.hadoop.util.HadoopOutputFile;
-import org.apache.parquet.io.ColumnIOFactory;
-import org.apache.parquet.io.RecordReader;
 import org.apache.parquet.schema.MessageType;
 import org.apache.parquet.schema.MessageTypeParser;
 import org.apache.parquet.io.api.Binary;
@@ -159,6 +153,10 @@ public final class QuantizedLayout {
         public double[][] dequant() {
             if (!GRID.equals(representation)) {
                 float[] v = Methods.encoded(representation).decode(payload);
+                if (v.length != (long) rows * cols) {
+                    throw new BadInputException("layer " + layer + ": its " + representation + " payload decodes to " + v.length
+                            + " values, not [" + rows + ", " + cols + "]");
+                }
                 double[][] w = new double[rows][cols];
                 for (int r = 0; r < rows; r++) {
                     for (int j = 0; j < cols; j++) {
@@ -178,37 +176,83 @@ public final class QuantizedLayout {
         }
     }
 
-    /** Reads and unpacks one committed layer's shards. */
+    /**
+     * Reads and unpacks one committed layer's shards. The rows are untrusted bytes: every size is checked against the
+     * layout (and so against the bytes actually stored) before anything is allocated from it; a shard that does not
+     * match is bad input naming the layer's folder.
+     */
     public static LayerShards readLayer(Configuration conf, String out, String layer) {
+        Path dir = dir(out, "shards", layer);
         List<Group> rows = new ArrayList<>();
-        if (!readDir(conf, dir(out, "shards", layer), rows::add) || rows.isEmpty()) {
+        if (!readDir(conf, dir, rows::add) || rows.isEmpty()) {
             throw new BadInputException("no shards for layer " + layer + " under " + out);
         }
+        String where = Uris.redact(dir.toString());
+        try {
+            return decodeLayer(layer, rows, where);
+        } catch (BadInputException e) {
+            throw e;
+        } catch (RuntimeException e) {
+            throw new BadInputException("corrupt shard of layer " + layer + " in " + where + ": " + e, e);
+        }
+    }
+
+    private static LayerShards decodeLayer(String layer, List<Group> rows, String where) {
         Group first = rows.get(0);
         int nRows = first.getInteger("rows", 0);
         int cols = first.getInteger("cols", 0);
         int bits = first.getInteger("bits", 0);
         int gs = first.getInteger("group_size", 0);
+        String representation = first.getString("representation", 0);
+        if (nRows < 1 || cols < 1 || bits < 1 || bits > 16 || (gs != -1 && gs < 1)) {
+            throw new BadInputException(where + ": corrupt shard header rows=" + nRows + ", cols=" + cols + ", bits=" + bits
+                    + ", group_size=" + gs);
+        }
+        if (!GRID.equals(representation)) {
+            byte[] pb = first.getBinary("perm", 0).getBytes();
+            if (rows.size() != 1 || pb.length != 4L * cols) {
+                throw new BadInputException(where + ": a " + representation + " layer is one row with a perm of " + cols
+                        + " int32 (found " + rows.size() + " rows, " + pb.length + " perm bytes)");
+            }
+            if (!(Methods.get(representation) instanceof org.babaiquant.method.EncodedMethod)) {
+                throw new BadInputException(where + ": representation '" + representation + "' is not an encoded format");
+            }
+            return new LayerShards(layer, first.getString("method", 0), bits, gs, nRows, cols, first.getString("dtype", 0), null, null,
+                    null, readPerm(pb, cols, where), first.getString("fingerprint", 0), representation, first.getBinary("payload", 0).getBytes());
+        }
         int groups = (cols + (gs == -1 ? cols : gs) - 1) / (gs == -1 ? cols : gs);
+        // the row blocks must tile [0, rows) exactly, each with the byte counts its shape implies
+        List<Group> blocks = new ArrayList<>(rows);
+        blocks.sort(Comparator.comparingInt(g -> g.getInteger("row_start", 0)));
+        long next = 0;
+        for (Group g : blocks) {
+            int r0 = g.getInteger("row_start", 0);
+            int n = g.getInteger("row_count", 0);
+            if (r0 != next || n < 1 || (long) r0 + n > nRows || g.getInteger("rows", 0) != nRows || g.getInteger("cols", 0) != cols
+                    || g.getInteger("bits", 0) != bits || g.getInteger("group_size", 0) != gs || !GRID.equals(g.getString("representation", 0))) {
+                throw new BadInputException(where + ": row block at " + r0 + " (+" + n + ") does not continue the layer's [" + nRows + ", "
+                        + cols + "] " + bits + "-bit blocks at row " + next);
+            }
+            long codeBytes = "gptq-qweight".equals(g.getString("codes_packing", 0)) ? 4L * n * ((long) cols * bits / 32) : 4L * n * cols;
+            if (g.getBinary("codes", 0).length() != codeBytes || g.getBinary("scales", 0).length() != 2L * n * groups
+                    || g.getBinary("zeros", 0).length() != 4L * n * groups) {
+                throw new BadInputException(where + ": row block at " + r0 + " holds " + g.getBinary("codes", 0).length() + " code, "
+                        + g.getBinary("scales", 0).length() + " scale and " + g.getBinary("zeros", 0).length() + " zero bytes for "
+                        + n + " rows of " + cols + " columns (" + codeBytes + ", " + 2L * n * groups + ", " + 4L * n * groups + " expected)");
+            }
+            next = (long) r0 + n;
+        }
+        if (next != nRows) {
+            throw new BadInputException(where + ": the row blocks cover rows [0, " + next + ") of " + nRows);
+        }
         int[][] codes = new int[nRows][];
         double[][] scales = new double[nRows][groups];
         int[][] zeros = new int[nRows][groups];
         int[] perm = null;
-        String representation = first.getString("representation", 0);
-        if (!GRID.equals(representation)) {
-            byte[] pb = first.getBinary("perm", 0).getBytes();
-            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(pb).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-            perm = new int[pb.length / 4];
-            for (int j = 0; j < perm.length; j++) {
-                perm[j] = b.getInt();
-            }
-            return new LayerShards(layer, first.getString("method", 0), bits, gs, nRows, cols, first.getString("dtype", 0), null, null,
-                    null, perm, first.getString("fingerprint", 0), representation, first.getBinary("payload", 0).getBytes());
-        }
-        for (Group g : rows) {
+        for (Group g : blocks) {
             int r0 = g.getInteger("row_start", 0);
             int n = g.getInteger("row_count", 0);
-            java.nio.ByteBuffer cb = java.nio.ByteBuffer.wrap(g.getBinary("codes", 0).getBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer cb = ByteBuffer.wrap(g.getBinary("codes", 0).getBytes()).order(ByteOrder.LITTLE_ENDIAN);
             if ("gptq-qweight".equals(g.getString("codes_packing", 0))) {
                 int words = cb.capacity() / 4 / n;
                 int[][] qweight = new int[words][n];
@@ -227,8 +271,8 @@ public final class QuantizedLayout {
                     }
                 }
             }
-            java.nio.ByteBuffer sb = java.nio.ByteBuffer.wrap(g.getBinary("scales", 0).getBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-            java.nio.ByteBuffer zb = java.nio.ByteBuffer.wrap(g.getBinary("zeros", 0).getBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer sb = ByteBuffer.wrap(g.getBinary("scales", 0).getBytes()).order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer zb = ByteBuffer.wrap(g.getBinary("zeros", 0).getBytes()).order(ByteOrder.LITTLE_ENDIAN);
             for (int r = r0; r < r0 + n; r++) {
                 for (int k = 0; k < groups; k++) {
                     scales[r][k] = Half.toFloat(sb.getShort());
@@ -237,15 +281,29 @@ public final class QuantizedLayout {
             }
             byte[] pb = g.getBinary("perm", 0).getBytes();
             if (pb.length > 0) {
-                java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(pb).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-                perm = new int[cols];
-                for (int j = 0; j < cols; j++) {
-                    perm[j] = b.getInt();
-                }
+                perm = readPerm(pb, cols, where);
             }
         }
         return new LayerShards(layer, first.getString("method", 0), bits, gs, nRows, cols, first.getString("dtype", 0), codes, scales,
                 zeros, perm, first.getString("fingerprint", 0), representation, new byte[0]);
+    }
+
+    /** A processing order: {@code cols} int32, a permutation of 0..cols−1. */
+    private static int[] readPerm(byte[] pb, int cols, String where) {
+        if (pb.length != 4L * cols) {
+            throw new BadInputException(where + ": perm holds " + pb.length + " bytes, not " + cols + " int32");
+        }
+        ByteBuffer b = ByteBuffer.wrap(pb).order(ByteOrder.LITTLE_ENDIAN);
+        int[] perm = new int[cols];
+        boolean[] seen = new boolean[cols];
+        for (int j = 0; j < cols; j++) {
+            perm[j] = b.getInt();
+            if (perm[j] < 0 || perm[j] >= cols || seen[perm[j]]) {
+                throw new BadInputException(where + ": perm is not a permutation of 0.." + (cols - 1) + " (entry " + j + " = " + perm[j] + ")");
+            }
+            seen[perm[j]] = true;
+        }
+        return perm;
     }
 
     /**
@@ -420,18 +478,6 @@ public final class QuantizedLayout {
 
     /** Every row of one Parquet file; returns its footer key-value metadata. Unreadable: a message naming the file. */
     public static Map<String, String> readFile(Configuration conf, FileStatus f, Consumer<Group> visitor) {
-        try (ParquetFileReader r = ParquetFileReader.open(HadoopInputFile.fromStatus(f, conf))) {
-            MessageType schema = r.getFooter().getFileMetaData().getSchema();
-            PageReadStore pages;
-            while ((pages = r.readNextRowGroup()) != null) {
-                RecordReader<Group> rr = new ColumnIOFactory().getColumnIO(schema).getRecordReader(pages, new GroupRecordConverter(schema));
-                for (long i = 0; i < pages.getRowCount(); i++) {
-                    visitor.accept(rr.read());
-                }
-            }
-            return r.getFooter().getFileMetaData().getKeyValueMetaData();
-        } catch (IOException | RuntimeException e) {
-            throw new BadInputException("cannot read " + f.getPath() + " (truncated or not Parquet?): " + e.getMessage(), e);
-        }
+        return ParquetFiles.rows(conf, f, visitor);
     }
 }
