@@ -258,7 +258,10 @@ class SparkClusterTest {
         assertEquals(4, sites);
     }
 
-    /** conf/spark-defaults.conf with only its memory and core settings replaced (everything else as committed). */
+    /**
+     * conf/spark-defaults.conf with only its memory and core settings replaced and the install location added to the
+     * executors' JVM options (everything else as committed).
+     */
     private static String scaledDefaults() throws IOException {
         StringBuilder sb = new StringBuilder();
         Set<String> seen = new HashSet<>();
@@ -267,6 +270,12 @@ class SparkClusterTest {
             if (SCALED.containsKey(key)) {
                 line = key + " " + SCALED.get(key);
                 seen.add(key);
+            }
+            if (key.equals("spark.executor.extraJavaOptions")) {
+                // the deployment's install location, as docs/CLUSTER.md asks of every cluster: executors load the same
+                // OpenBLAS as the driver (the app jar alone, copied into a worker's folder, has none), so that the
+                // CPU Hessian sums round the same way on every JVM
+                line = line + " -Dbabai.home=" + RealData.repoRoot().toAbsolutePath();
             }
             sb.append(line).append('\n');
         }
