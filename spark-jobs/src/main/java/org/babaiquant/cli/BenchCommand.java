@@ -453,7 +453,7 @@ public final class BenchCommand implements Callable<Integer> {
     private void inPlace(int rows, int cols, DenseKernels kernels) {
         long mn = (long) rows * cols;
         // H, W, the dequantized copy, the codes, one slab of accumulators
-        long need = 8L * cols * cols + 16 * mn + 4 * mn + 8 * Math.min(mn, 1L << 27);
+        long need = 8L * cols * cols + 16 * mn + 4 * mn + 8 * Math.min(mn, 1L << 24);
         long max = Runtime.getRuntime().maxMemory();
         if (need > max) {
             say(String.format(Locale.ROOT, "in place %dx%d skipped: needs about %.1f GiB of heap, the JVM has %.1f GiB"
