@@ -58,7 +58,8 @@ public record PackedGptq(int bits, int groupSize, int in, int out, int[] qweight
                 flatten(GptqPacking.packQzeros(zeros, g.bits, v1)), scales, v1);
     }
 
-    private static int[] flatten(int[][] m) {
+    /** Rows of equal length, row-major in one array (the checkpoint's int32 tensors). */
+    static int[] flatten(int[][] m) {
         int cols = m.length == 0 ? 0 : m[0].length;
         int[] f = new int[m.length * cols];
         for (int r = 0; r < m.length; r++) {

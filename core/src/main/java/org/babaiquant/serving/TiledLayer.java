@@ -270,17 +270,9 @@ public record TiledLayer(int bits, int in, int out, int groupSize, boolean zeros
                 sc[gr * out + o] = scales[gr * outPad + o];
             }
         }
-        return new PackedGptq(bits, groupSize, in, out, flatten(org.babaiquant.core.GptqPacking.packQweight(codes, bits)),
-                flatten(org.babaiquant.core.GptqPacking.packQzeros(zero, bits, false)), sc, zerosV1);
-    }
-
-    private static int[] flatten(int[][] m) {
-        int cols = m.length == 0 ? 0 : m[0].length;
-        int[] f = new int[m.length * cols];
-        for (int r = 0; r < m.length; r++) {
-            System.arraycopy(m[r], 0, f, r * cols, cols);
-        }
-        return f;
+        int[] qweight = PackedGptq.flatten(org.babaiquant.core.GptqPacking.packQweight(codes, bits));
+        int[] qzeros = PackedGptq.flatten(org.babaiquant.core.GptqPacking.packQzeros(zero, bits, false));
+        return new PackedGptq(bits, groupSize, in, out, qweight, qzeros, sc, zerosV1);
     }
 
     // ---- the kernel's arithmetic on the CPU --------------------------------------------------------------------------
