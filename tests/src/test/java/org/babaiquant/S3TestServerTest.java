@@ -2,8 +2,11 @@ package org.babaiquant;
 
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileStatus;
 import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
+import org.babaiquant.io.Commit;
+import org.babaiquant.spark.HadoopCommit;
 import org.babaiquant.spark.HadoopConfs;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -11,6 +14,8 @@ import org.junit.jupiter.api.io.TempDir;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -43,6 +48,39 @@ class S3TestServerTest {
             IOException e = assertThrows(IOException.class, () -> fs.getFileStatus(new Path("s3a://smoke/a/site=x/part-0.bin")));
             assertTrue((System.nanoTime() - t0) / 1e9 < 60, "fails fast with the test's retry settings");
             assertTrue(org.babaiquant.spark.StorageFailures.unreachable(e) != null, e.toString());
+        }
+    }
+
+    /**
+     * The commit protocol, repeated on one S3 folder, leaves no {@code _tmp-*} behind. S3Proxy's legacy jclouds
+     * {@code filesystem} store left an empty on-disk folder of a renamed temporary in about 1 of 20 commits (3 of 60
+     * here, and once in CI's ExportCommitTest), listed as a prefix that S3A can no longer delete; the server now uses
+     * the {@code filesystem-nio2} store (0 of 60). A store that keeps such ghosts is not S3, so this guards the test
+     * server as much as the protocol.
+     */
+    @Test
+    void repeatedFolderCommitsLeaveNoTemporaries(@TempDir java.nio.file.Path tmp) throws IOException {
+        try (S3TestServer s3 = S3TestServer.start(tmp, true, "commits")) {
+            Configuration conf = s3.configure(new Configuration());
+            Path root = new Path("s3a://commits/");
+            FileSystem fs = root.getFileSystem(conf);
+            for (int i = 0; i < 40; i++) {
+                try (HadoopCommit c = HadoopCommit.folder(conf, new Path("s3a://commits/ex"), Commit.IfExists.REPLACE, Commit.SUCCESS)) {
+                    for (String name : new String[] {"config.json", "model.safetensors", "quantize_config.json"}) {
+                        try (FSDataOutputStream o = fs.create(new Path(c.temp(), name), false)) {
+                            o.write(new byte[100 + i]);
+                        }
+                    }
+                    c.commit();
+                }
+                List<String> names = new ArrayList<>();
+                for (FileStatus st : fs.listStatus(root)) {
+                    names.add(st.getPath().getName());
+                }
+                assertEquals(List.of("ex"), names, "after commit " + i);
+                assertEquals(100 + i, fs.getFileStatus(new Path("s3a://commits/ex/model.safetensors")).getLen());
+                assertTrue(fs.exists(new Path("s3a://commits/ex/" + Commit.SUCCESS)));
+            }
         }
     }
 
