@@ -64,7 +64,9 @@ class QuantizeLayerCliTest {
         assertTrue(r.out().contains("loss/bound"), r.out());
         int[] codesShape = Npy.readHeader(out.resolve("codes.npy")).shape();
         assertArrayEquals(new int[] {384, 384}, codesShape);
-        assertEquals("<i4", Npy.readHeader(out.resolve("codes.npy")).dtype());
+        assertEquals("|u1", Npy.readHeader(out.resolve("codes.npy")).dtype(), "clipped 4-bit codes are uint8");
+        assertEquals(384 * 384, Files.size(out.resolve("codes.npy")) - Npy.readHeader(out.resolve("codes.npy")).dataOffset());
+        assertTrue(r.out().matches("(?s).*wrote .* \\(read [0-9.]+ s, quantize [0-9.]+ s, write [0-9.]+ s\\)\\s*"), r.out());
         assertArrayEquals(new int[] {384, 3}, Npy.readHeader(out.resolve("scales.npy")).shape());
         assertArrayEquals(new int[] {384, 3}, Npy.readHeader(out.resolve("zeros.npy")).shape());
         assertArrayEquals(new int[] {384, 3}, Npy.readHeader(out.resolve("rows.npy")).shape());
@@ -108,6 +110,7 @@ class QuantizeLayerCliTest {
         Run r = run("quantize-layer", "--weight", W, "--hessian", h.toString(), "--bits", "3", "--no-clip", "--order", "min-pivot",
                 "--out", tmp.resolve("b").toString());
         assertEquals(0, r.status(), r.err());
+        assertEquals("<i4", Npy.readHeader(tmp.resolve("b/codes.npy")).dtype(), "--no-clip codes may leave 0..7: int32");
         assertTrue(Arrays.deepEquals(Npy.readMatrix(tmp.resolve("a/codes.npy")), Npy.readMatrix(tmp.resolve("b/codes.npy"))));
         String json = Files.readString(tmp.resolve("b/report.json"));
         assertEquals(0, jsonNumber(json, "clipped"), 0);

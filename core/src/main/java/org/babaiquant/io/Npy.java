@@ -37,7 +37,8 @@ import org.babaiquant.BadInputException;
  * numpy pads the header so that the data starts at a multiple of 64 bytes; the writer here does the same, byte for
  * byte, so files written in Java and by {@code np.save} are identical.
  *
- * <p>Only what this project exchanges is supported: little-endian {@code <f4}, {@code <f8}, {@code <i4}, C order.
+ * <p>Only what this project exchanges is supported: little-endian {@code <f4}, {@code <f8}, {@code <i4} and
+ * {@code |u1} (uint8: the codes of a clipped grid of at most 8 bits), C order.
  * Anything else (big-endian, Fortran order, object or structured dtypes, a data section whose length does not match
  * the header) is a {@link BadInputException} naming the file, because silently reinterpreting bytes would quantize
  * garbage.
@@ -67,7 +68,7 @@ public final class Npy {
     /**
      * What the header of a {@code .npy} file says.
      *
-     * @param dtype      numpy type descriptor, one of {@code <f4}, {@code <f8}, {@code <i4}
+     * @param dtype      numpy type descriptor, one of {@code <f4}, {@code <f8}, {@code <i4}, {@code |u1}
      * @param shape      array shape; empty for a 0-d array
      * @param dataOffset byte offset of the first element in the file
      */
@@ -232,8 +233,19 @@ public final class Npy {
                 }
                 break;
             }
+            case "|u1": {
+                byte[] tmp = new byte[out[first].length];
+                for (int r = first; r < first + count; r++) {
+                    chunk.get(tmp);
+                    double[] row = out[r];
+                    for (int j = 0; j < tmp.length; j++) {
+                        row[j] = tmp[j] & 0xFF;
+                    }
+                }
+                break;
+            }
             default:
-                throw new AssertionError(dtype); // readHeader admits only the three dtypes above
+                throw new AssertionError(dtype); // readHeader admits only the four dtypes above
         }
     }
 
@@ -266,6 +278,17 @@ public final class Npy {
                     float[] row = out[r];
                     for (int j = 0; j < tmp.length; j++) {
                         row[j] = tmp[j];
+                    }
+                }
+                break;
+            }
+            case "|u1": {
+                byte[] tmp = new byte[out[first].length];
+                for (int r = first; r < first + count; r++) {
+                    chunk.get(tmp);
+                    float[] row = out[r];
+                    for (int j = 0; j < tmp.length; j++) {
+                        row[j] = tmp[j] & 0xFF;
                     }
                 }
                 break;
@@ -346,14 +369,14 @@ public final class Npy {
         Object descr = dict.get("descr");
         if (!(descr instanceof String)) {
             throw new BadInputException(file + ": unsupported dtype " + descr
-                    + " (structured dtypes are not supported; expected <f4, <f8 or <i4)");
+                    + " (structured dtypes are not supported; expected <f4, <f8, <i4 or |u1)");
         }
         String dtype = (String) descr;
         if (itemSize(dtype) < 0) {
             String why = dtype.startsWith(">") ? " (big-endian; convert with a.astype('<" + dtype.substring(1) + "'))"
                     : "";
             throw new BadInputException(file + ": unsupported dtype '" + dtype + "'" + why
-                    + "; supported: '<f4', '<f8', '<i4'");
+                    + "; supported: '<f4', '<f8', '<i4', '|u1'");
         }
         Object fortran = dict.get("fortran_order");
         if (!(fortran instanceof Boolean)) {
@@ -393,6 +416,8 @@ public final class Npy {
                 return 4;
             case "<f8":
                 return 8;
+            case "|u1":
+                return 1;
             default:
                 return -1;
         }

@@ -35,11 +35,13 @@ public final class NpyWriter {
     /** Writes rows as a 2-D {@code <f4} array (values rounded to nearest float). Ragged rows are rejected. */
     public static void writeF32(Path file, double[][] rows) {
         int cols = Npy.checkRectangular(rows, file);
+        float[] tmp = new float[cols];
         writeArray(file, "<f4", new int[]{rows.length, cols}, out -> {
             for (double[] row : rows) {
-                for (double v : row) {
-                    out.ensure(4).putFloat((float) v);
+                for (int j = 0; j < cols; j++) {
+                    tmp[j] = (float) row[j];
                 }
+                out.put(tmp);
             }
         });
     }
@@ -48,9 +50,7 @@ public final class NpyWriter {
     public static void writeF32(Path file, int[] shape, float[] data) {
         Npy.checkShape(shape, data.length, file);
         writeArray(file, "<f4", shape, out -> {
-            for (float v : data) {
-                out.ensure(4).putFloat(v);
-            }
+            out.put(data);
         });
     }
 
@@ -59,9 +59,7 @@ public final class NpyWriter {
         int cols = Npy.checkRectangular(rows, file);
         writeArray(file, "<f8", new int[]{rows.length, cols}, out -> {
             for (double[] row : rows) {
-                for (double v : row) {
-                    out.ensure(8).putDouble(v);
-                }
+                out.put(row);
             }
         });
     }
@@ -71,9 +69,33 @@ public final class NpyWriter {
         int cols = Npy.checkRectangular(rows, file);
         writeArray(file, "<i4", new int[]{rows.length, cols}, out -> {
             for (int[] row : rows) {
-                for (int v : row) {
-                    out.ensure(4).putInt(v);
+                out.put(row);
+            }
+        });
+    }
+
+    /**
+     * Writes rows as a 2-D {@code |u1} (uint8) array: the codes of a clipped grid of at most 8 bits, a quarter of
+     * {@code <i4}'s bytes. Ragged rows are rejected; a value outside {@code 0..255} is a programming error
+     * (IllegalArgumentException naming the file and the index), checked before anything is written.
+     */
+    public static void writeU8(Path file, int[][] rows) {
+        int cols = Npy.checkRectangular(rows, file);
+        for (int r = 0; r < rows.length; r++) {
+            for (int j = 0; j < cols; j++) {
+                if ((rows[r][j] & ~0xFF) != 0) {
+                    throw new IllegalArgumentException(file + ": value " + rows[r][j] + " at [" + r + ", " + j
+                            + "] does not fit uint8");
                 }
+            }
+        }
+        byte[] tmp = new byte[cols];
+        writeArray(file, "|u1", new int[]{rows.length, cols}, out -> {
+            for (int[] row : rows) {
+                for (int j = 0; j < cols; j++) {
+                    tmp[j] = (byte) row[j];
+                }
+                out.put(tmp);
             }
         });
     }
@@ -82,9 +104,7 @@ public final class NpyWriter {
     public static void writeI32(Path file, int[] shape, int[] data) {
         Npy.checkShape(shape, data.length, file);
         writeArray(file, "<i4", shape, out -> {
-            for (int v : data) {
-                out.ensure(4).putInt(v);
-            }
+            out.put(data);
         });
     }
 
@@ -133,7 +153,10 @@ public final class NpyWriter {
         });
     }
 
-    /** A little-endian buffer in front of a channel; {@code ensure(n)} flushes when fewer than n bytes are free. */
+    /**
+     * A little-endian buffer in front of a channel; {@code ensure(n)} flushes when fewer than n bytes are free, and
+     * the bulk {@code put}s copy whole arrays through typed views, flushing as the buffer fills.
+     */
     private static final class ChunkedOut {
         private final FileChannel ch;
         private final ByteBuffer buf = ByteBuffer.allocate(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
@@ -147,6 +170,41 @@ public final class NpyWriter {
                 flush();
             }
             return buf;
+        }
+
+        void put(float[] a) throws IOException {
+            for (int off = 0; off < a.length; ) {
+                int n = Math.min(a.length - off, ensure(4).remaining() / 4);
+                buf.asFloatBuffer().put(a, off, n);
+                buf.position(buf.position() + 4 * n);
+                off += n;
+            }
+        }
+
+        void put(double[] a) throws IOException {
+            for (int off = 0; off < a.length; ) {
+                int n = Math.min(a.length - off, ensure(8).remaining() / 8);
+                buf.asDoubleBuffer().put(a, off, n);
+                buf.position(buf.position() + 8 * n);
+                off += n;
+            }
+        }
+
+        void put(int[] a) throws IOException {
+            for (int off = 0; off < a.length; ) {
+                int n = Math.min(a.length - off, ensure(4).remaining() / 4);
+                buf.asIntBuffer().put(a, off, n);
+                buf.position(buf.position() + 4 * n);
+                off += n;
+            }
+        }
+
+        void put(byte[] a) throws IOException {
+            for (int off = 0; off < a.length; ) {
+                int n = Math.min(a.length - off, ensure(1).remaining());
+                buf.put(a, off, n);
+                off += n;
+            }
         }
 
         void flush() throws IOException {

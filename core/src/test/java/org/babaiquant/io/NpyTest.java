@@ -2,6 +2,7 @@ package org.babaiquant.io;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -77,6 +78,66 @@ class NpyTest {
         double[][] back = Npy.readMatrix(f);
         assertArrayEquals(new double[]{Integer.MAX_VALUE, Integer.MIN_VALUE, 42}, back[1], 0.0);
         assertArrayEquals(new double[]{0, 1, -1}, back[0], 0.0);
+    }
+
+    /** uint8 codes: np.save's bytes exactly (header checked against numpy 2.4: a (2, 3) uint8 array is 134 bytes). */
+    @Test
+    void u8MatrixIsNumpysBytesAndReadsBack() throws IOException {
+        Path f = dir.resolve("u8.npy");
+        NpyWriter.writeU8(f, new int[][]{{0, 7, 255}, {1, 2, 3}});
+        byte[] file = Files.readAllBytes(f);
+        assertEquals(134, file.length);
+        assertArrayEquals(numpyHeader("{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", 128), Arrays.copyOf(file, 128));
+        assertArrayEquals(new byte[]{0, 7, (byte) 255, 1, 2, 3}, Arrays.copyOfRange(file, 128, 134));
+        assertEquals("|u1", Npy.readHeader(f).dtype());
+        double[][] back = Npy.readMatrix(f);
+        assertArrayEquals(new double[]{0, 7, 255}, back[0], 0.0);
+        assertArrayEquals(new double[]{1, 2, 3}, back[1], 0.0);
+        assertArrayEquals(new float[]{1, 2, 3}, Npy.readMatrixF32(f)[1], 0f);
+    }
+
+    @Test
+    void u8RefusesValuesOutsideTheByteAndWritesNothing() {
+        Path f = dir.resolve("bad-u8.npy");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> NpyWriter.writeU8(f, new int[][]{{0, 1}, {256, 2}}));
+        assertTrue(e.getMessage().contains("[1, 0]") && e.getMessage().contains("256"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> NpyWriter.writeU8(f, new int[][]{{-1}}));
+        assertFalse(Files.exists(f));
+    }
+
+    /** Rows longer than the 1 MiB write buffer go out in pieces: every element lands where it belongs. */
+    @Test
+    void bulkWritesSplitRowsAcrossTheWriteBuffer() {
+        int cols = 300_001; // 1.2 MB of float32, 2.4 MB of float64 per row: each row crosses the buffer
+        double[][] w = new double[3][cols];
+        int[][] k = new int[3][cols];
+        for (int r = 0; r < 3; r++) {
+            for (int j = 0; j < cols; j++) {
+                w[r][j] = r * 1e6 + j + 0.25;
+                k[r][j] = (r * 31 + j) & 0xFF;
+            }
+        }
+        Path f32 = dir.resolve("long32.npy");
+        Path f64 = dir.resolve("long64.npy");
+        Path i32 = dir.resolve("longi.npy");
+        Path u8 = dir.resolve("longu.npy");
+        NpyWriter.writeF32(f32, w);
+        NpyWriter.writeF64(f64, w);
+        NpyWriter.writeI32(i32, k);
+        NpyWriter.writeU8(u8, k);
+        double[][] b32 = Npy.readMatrix(f32);
+        double[][] b64 = Npy.readMatrix(f64);
+        double[][] bi = Npy.readMatrix(i32);
+        double[][] bu = Npy.readMatrix(u8);
+        for (int r = 0; r < 3; r++) {
+            for (int j = 0; j < cols; j++) {
+                assertEquals((float) w[r][j], b32[r][j], 0.0);
+                assertEquals(w[r][j], b64[r][j], 0.0);
+                assertEquals(k[r][j], bi[r][j], 0.0);
+                assertEquals(k[r][j], bu[r][j], 0.0);
+            }
+        }
     }
 
     @Test

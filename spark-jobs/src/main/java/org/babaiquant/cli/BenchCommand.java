@@ -40,7 +40,6 @@ import static org.babaiquant.cli.BenchProcesses.launcher;
 import static org.babaiquant.cli.BenchProcesses.load;
 import static org.babaiquant.cli.BenchProcesses.peerScript;
 import static org.babaiquant.cli.BenchProcesses.pythonWithNumpy;
-import static org.babaiquant.cli.BenchProcesses.readU8;
 import static org.babaiquant.cli.BenchProcesses.run;
 import static org.babaiquant.cli.BenchProcesses.selfPeakRss;
 
@@ -285,10 +284,14 @@ public final class BenchCommand implements Callable<Integer> {
             if (bestPeer != null) {
                 int[][] codes = ours.codes();
                 long equal = 0;
-                byte[] peerCodes = readU8(dir.resolve("peer").resolve("codes.npy"), rows, cols);
+                Path peerFile = dir.resolve("peer").resolve("codes.npy");
+                float[][] peerCodes = Npy.readMatrixF32(peerFile);
+                if (!"|u1".equals(Npy.readHeader(peerFile).dtype()) || peerCodes.length != rows || peerCodes[0].length != cols) {
+                    throw new IllegalStateException(peerFile + " is not a uint8 " + rows + "x" + cols + " array");
+                }
                 for (int r = 0; r < rows; r++) {
                     for (int j = 0; j < cols; j++) {
-                        if (codes[r][j] == (peerCodes[r * cols + j] & 0xFF)) {
+                        if (codes[r][j] == peerCodes[r][j]) {
                             equal++;
                         }
                     }

@@ -3,8 +3,6 @@ package org.babaiquant.cli;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -101,20 +99,6 @@ final class BenchProcesses {
             Thread.currentThread().interrupt();
             return null;
         }
-    }
-
-    /** The peer's codes: a NumPy {@code |u1} array [rows, cols]. */
-    static byte[] readU8(Path file, int rows, int cols) throws IOException {
-        byte[] all = Files.readAllBytes(file);
-        ByteBuffer b = ByteBuffer.wrap(all).order(ByteOrder.LITTLE_ENDIAN);
-        int major = all[6];
-        int headerLen = major == 1 ? Short.toUnsignedInt(b.getShort(8)) : b.getInt(8);
-        int start = (major == 1 ? 10 : 12) + headerLen;
-        String header = new String(all, 0, start, StandardCharsets.ISO_8859_1);
-        if (!header.contains("'|u1'") || all.length - start != (long) rows * cols) {
-            throw new IllegalStateException(file + " is not a uint8 " + rows + "x" + cols + " array: " + header.trim());
-        }
-        return java.util.Arrays.copyOfRange(all, start, all.length);
     }
 
     /** Samples the used heap every few milliseconds: its maximum is the peak of whatever runs meanwhile. */

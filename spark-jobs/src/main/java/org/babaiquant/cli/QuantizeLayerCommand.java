@@ -37,7 +37,9 @@ import java.util.concurrent.CompletionException;
                 "Quantize one linear layer W [out, in] with GPTQ, Babai's nearest plane or RTN,",
                 "or with the no-clipping schemes SSQR (group scales + sparse outliers) and",
                 "HPTQ / HRTN (one scale per matrix, Huffman-coded codes).",
-                "gptq|babai|rtn write DIR/codes.npy (int32 [out,in]), scales.npy (float32",
+                "gptq|babai|rtn write DIR/codes.npy ([out,in]: uint8 when the codes are clipped",
+                "to a grid of at most 8 bits, the default; int32 with --no-clip or more bits),",
+                "scales.npy (float32",
                 "[out,groups], the fp16-rounded scales the pass solved on) and zeros.npy",
                 "(float32 [out,groups]), dequant.npy (float32 [out,in]), rows.npy (float64",
                 "[out,3]: loss, bound, clipped per row) and report.json. DIR is written",
@@ -82,14 +84,21 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
     @Option(names = "--overwrite", description = "replace an existing non-empty --out (default: refuse it)")
     boolean overwrite;
 
+    /** Seconds of the three phases, for the last line (read includes H = XᵀX from --calib; quantize includes --eval). */
+    private double readSeconds;
+    private double quantizeSeconds;
+    private double writeSeconds;
+
     @Override
     public Integer call() {
         MethodSpec spec = method.spec(MethodOptions.QUANTIZE_LAYER); // every option checked before any file is read
         Path dir = outputDir();
         try (LocalCommit commit = LocalCommit.folder(dir, overwrite ? Commit.IfExists.REPLACE : Commit.IfExists.REFUSE)) {
             QuantResult q = quantize(spec);
-            write(commit.temp(), q);
+            long t0 = System.nanoTime();
+            write(commit.temp(), q, uint8Codes(spec, q));
             commit.commit();
+            writeSeconds = (System.nanoTime() - t0) / 1e9;
             System.out.println(q.describe());
             if (q instanceof QuantResult.Encoded e) {
                 LayerReport rep = q.report();
@@ -100,12 +109,19 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
                         ((Number) e.summary().get("seconds")).doubleValue()));
             }
         }
-        System.out.println("wrote " + dir);
+        System.out.println(String.format(Locale.ROOT, "wrote %s (read %.2f s, quantize %.2f s, write %.2f s)", dir, readSeconds,
+                quantizeSeconds, writeSeconds));
         return 0;
+    }
+
+    /** codes.npy is uint8 for a clipped lattice of at most 8 bits (every code in 0..2^bits−1), else int32. */
+    static boolean uint8Codes(MethodSpec spec, QuantResult q) {
+        return q instanceof QuantResult.Grid && spec.clip() && q.bits() <= 8;
     }
 
     /** Reads W and X (or H), quantizes through the one path, evaluates on --eval. */
     private QuantResult quantize(MethodSpec spec) {
+        long t0 = System.nanoTime();
         // a given H is read on another core while W is (W's errors still come first)
         CompletableFuture<double[][]> hRead = calibration.calib != null ? null
                 : CompletableFuture.supplyAsync(() -> Npy.readMatrix(calibration.hessian));
@@ -130,6 +146,8 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
         } else {
             h = joined(hRead);
         }
+        long t1 = System.nanoTime();
+        readSeconds = (t1 - t0) / 1e9;
         QuantResult q;
         try {
             q = LayerQuantizer.quantize(weight, w, h, tokens, spec, QuantBackend.select(backend.backend));
@@ -144,6 +162,7 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
         if (eval != null) {
             LayerQuantizer.evaluate(weight, q, w, Npy.readMatrix(eval), eval.toString());
         }
+        quantizeSeconds = (System.nanoTime() - t1) / 1e9;
         return q;
     }
 
@@ -186,7 +205,7 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
     }
 
     /** The files of the result's stored form, into {@code dir} (the commit's temporary folder). */
-    private static void write(Path dir, QuantResult q) {
+    private static void write(Path dir, QuantResult q, boolean uint8Codes) {
         LayerReport rep = q.report();
         Map<String, Object> json = new LinkedHashMap<>(q.summary());
         json.put("row_loss", rep.rowLoss);
@@ -201,7 +220,13 @@ public final class QuantizeLayerCommand implements Callable<Integer> {
             }
             // the two large files on two cores
             CompletableFuture<Void> codes = CompletableFuture.runAsync(
-                    () -> NpyWriter.writeI32(dir.resolve("codes.npy"), q.lattice().codes()));
+                    () -> {
+                        if (uint8Codes) {
+                            NpyWriter.writeU8(dir.resolve("codes.npy"), q.lattice().codes());
+                        } else {
+                            NpyWriter.writeI32(dir.resolve("codes.npy"), q.lattice().codes());
+                        }
+                    });
             NpyWriter.writeF32(dir.resolve("dequant.npy"), q.dequant());
             joined(codes);
             NpyWriter.writeF64(dir.resolve("rows.npy"), rowTable(rep));
