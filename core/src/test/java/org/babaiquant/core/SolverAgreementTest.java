@@ -306,6 +306,16 @@ class SolverAgreementTest {
         assertArrayEquals(whole.report().rowLoss, rep.rowLoss, 0.0);
     }
 
+    /** The panels' stride: room for every row, whole 64-byte lines, an odd number of them, at most 15 elements of pad. */
+    @Test
+    void panelStrideIsAnOddNumberOfLinesJustAboveTheRows() {
+        for (int m = 1; m <= 20_000; m++) {
+            int ld = NearestPlaneSweep.panelStride(m);
+            assertTrue(ld >= m && ld - m < 16 && ld % 8 == 0 && (ld / 8) % 2 == 1, m + " -> " + ld);
+        }
+        assertEquals(4104, NearestPlaneSweep.panelStride(4096));
+    }
+
     @Test
     void rowChunksOfTheStripChangeNothing() {
         // enough rows that every parallel task of the whole-slab sweep holds more than STRIP_ROWS rows (chunked);
