@@ -200,101 +200,57 @@ public final class Npy {
         }
     }
 
+    /** Rows of any supported dtype into {@code out}: {@code <f8} copied in bulk, the others widened exactly. */
     private static void decodeDouble(String dtype, ByteBuffer chunk, double[][] out, int first, int count) {
+        int end = first + count;
         switch (dtype) {
-            case "<f8": {
+            case "<f8" -> {
                 DoubleBuffer db = chunk.asDoubleBuffer();
-                for (int r = first; r < first + count; r++) {
+                for (int r = first; r < end; r++) {
                     db.get(out[r]);
                 }
-                break;
             }
-            case "<f4": {
+            case "<f4" -> {
                 FloatBuffer fb = chunk.asFloatBuffer();
-                float[] tmp = new float[out[first].length];
-                for (int r = first; r < first + count; r++) {
-                    fb.get(tmp);
-                    double[] row = out[r];
-                    for (int j = 0; j < tmp.length; j++) {
-                        row[j] = tmp[j];
-                    }
-                }
-                break;
+                widen(out, first, end, fb::get);
             }
-            case "<i4": {
+            case "<i4" -> {
                 IntBuffer ib = chunk.asIntBuffer();
-                int[] tmp = new int[out[first].length];
-                for (int r = first; r < first + count; r++) {
-                    ib.get(tmp);
-                    double[] row = out[r];
-                    for (int j = 0; j < tmp.length; j++) {
-                        row[j] = tmp[j];
-                    }
-                }
-                break;
+                widen(out, first, end, ib::get);
             }
-            case "|u1": {
-                byte[] tmp = new byte[out[first].length];
-                for (int r = first; r < first + count; r++) {
-                    chunk.get(tmp);
-                    double[] row = out[r];
-                    for (int j = 0; j < tmp.length; j++) {
-                        row[j] = tmp[j] & 0xFF;
-                    }
-                }
-                break;
-            }
-            default:
-                throw new AssertionError(dtype); // readHeader admits only the four dtypes above
+            case "|u1" -> widen(out, first, end, () -> chunk.get() & 0xFF);
+            default -> throw new AssertionError(dtype); // readHeader admits only the four dtypes above
         }
     }
 
+    /** Fills rows {@code [first, end)} element by element from {@code next}, which returns each value in file order. */
+    private static void widen(double[][] out, int first, int end, java.util.function.DoubleSupplier next) {
+        for (int r = first; r < end; r++) {
+            double[] row = out[r];
+            for (int c = 0; c < row.length; c++) {
+                row[c] = next.getAsDouble();
+            }
+        }
+    }
+
+    /** {@code <f4} rows are copied as they are; the other dtypes go through {@link #decodeDouble}, then to nearest float. */
     private static void decodeFloat(String dtype, ByteBuffer chunk, float[][] out, int first, int count) {
-        switch (dtype) {
-            case "<f4": {
-                FloatBuffer fb = chunk.asFloatBuffer();
-                for (int r = first; r < first + count; r++) {
-                    fb.get(out[r]);
-                }
-                break;
+        if ("<f4".equals(dtype)) {
+            FloatBuffer fb = chunk.asFloatBuffer();
+            for (int r = first; r < first + count; r++) {
+                fb.get(out[r]);
             }
-            case "<f8": {
-                DoubleBuffer db = chunk.asDoubleBuffer();
-                double[] tmp = new double[out[first].length];
-                for (int r = first; r < first + count; r++) {
-                    db.get(tmp);
-                    float[] row = out[r];
-                    for (int j = 0; j < tmp.length; j++) {
-                        row[j] = (float) tmp[j];
-                    }
-                }
-                break;
+            return;
+        }
+        double[][] row = {new double[out[first].length]};
+        int rowBytes = row[0].length * itemSize(dtype);
+        for (int r = first; r < first + count; r++) {
+            ByteBuffer one = chunk.slice(chunk.position() + (r - first) * rowBytes, rowBytes).order(ByteOrder.LITTLE_ENDIAN);
+            decodeDouble(dtype, one, row, 0, 1);
+            float[] dst = out[r];
+            for (int c = 0; c < dst.length; c++) {
+                dst[c] = (float) row[0][c];
             }
-            case "<i4": {
-                IntBuffer ib = chunk.asIntBuffer();
-                int[] tmp = new int[out[first].length];
-                for (int r = first; r < first + count; r++) {
-                    ib.get(tmp);
-                    float[] row = out[r];
-                    for (int j = 0; j < tmp.length; j++) {
-                        row[j] = tmp[j];
-                    }
-                }
-                break;
-            }
-            case "|u1": {
-                byte[] tmp = new byte[out[first].length];
-                for (int r = first; r < first + count; r++) {
-                    chunk.get(tmp);
-                    float[] row = out[r];
-                    for (int j = 0; j < tmp.length; j++) {
-                        row[j] = tmp[j] & 0xFF;
-                    }
-                }
-                break;
-            }
-            default:
-                throw new AssertionError(dtype);
         }
     }
 

@@ -126,6 +126,9 @@ class NpyTest {
         NpyWriter.writeF64(f64, w);
         NpyWriter.writeI32(i32, k);
         NpyWriter.writeU8(u8, k);
+        float[][] f64AsFloat = Npy.readMatrixF32(f64);
+        float[][] i32AsFloat = Npy.readMatrixF32(i32);
+        float[][] u8AsFloat = Npy.readMatrixF32(u8);
         double[][] b32 = Npy.readMatrix(f32);
         double[][] b64 = Npy.readMatrix(f64);
         double[][] bi = Npy.readMatrix(i32);
@@ -136,6 +139,9 @@ class NpyTest {
                 assertEquals(w[r][j], b64[r][j], 0.0);
                 assertEquals(k[r][j], bi[r][j], 0.0);
                 assertEquals(k[r][j], bu[r][j], 0.0);
+                assertEquals((float) w[r][j], f64AsFloat[r][j], 0f, "float64 rows read as floats round to nearest");
+                assertEquals(k[r][j], i32AsFloat[r][j], 0f);
+                assertEquals(k[r][j], u8AsFloat[r][j], 0f);
             }
         }
     }
