@@ -1,11 +1,7 @@
 package org.babaiquant.cli;
 
-import org.babaiquant.io.NpyWriter;
 import dev.ludovic.netlib.blas.BLAS;
-import org.apache.hadoop.conf.Configuration;
 import org.apache.spark.sql.SparkSession;
-import org.babaiquant.io.Npy;
-import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.HessianJob;
 import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
@@ -18,7 +14,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
-import java.util.Random;
 import java.util.concurrent.Callable;
 
 /**
@@ -51,17 +46,7 @@ public final class BenchHessianCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         Path tmp = Files.createTempDirectory("babai-bench-hessian");
         try {
-            Random rnd = new Random(3);
-            double[][] x = new double[tokens][dim];
-            for (double[] row : x) {
-                for (int j = 0; j < dim; j++) {
-                    row[j] = (float) rnd.nextGaussian();
-                }
-            }
-            Path npy = tmp.resolve("x.npy");
-            NpyWriter.writeF32(npy, x);
-            new ActivationImporter(new Configuration(), 64).run(List.of(new ActivationImporter.Source("bench", npy, null)),
-                    tmp.resolve("act").toString(), false);
+            double[][] x = BenchInputs.randomActivations(tmp, "bench", tokens, dim, 3);
             double flops = (double) tokens * dim * (dim + 1.0);
 
             SparkSession spark = SparkSupport.session(sparkMaster.master, "babai-quant bench-hessian");

@@ -1,6 +1,5 @@
 package org.babaiquant.cli;
 
-import org.babaiquant.io.NpyWriter;
 import org.babaiquant.io.SafeTensorsWriter;
 import org.babaiquant.core.Half;
 import org.apache.hadoop.conf.Configuration;
@@ -10,14 +9,13 @@ import org.babaiquant.core.GptqSolver;
 import org.babaiquant.core.Method;
 import org.babaiquant.core.QuantGrid;
 import org.babaiquant.method.MethodSpec;
-import org.babaiquant.io.Npy;
 import org.babaiquant.io.SafeTensors;
-import org.babaiquant.spark.ActivationImporter;
 import org.babaiquant.spark.HessianArtifact;
 import org.babaiquant.spark.HessianJob;
 import org.babaiquant.spark.QuantizeJob;
 import org.babaiquant.spark.SparkSupport;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -48,8 +46,8 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
     @Option(names = "--tokens", defaultValue = "4096", description = "calibration tokens for the shared Hessian (default: ${DEFAULT-VALUE})")
     int tokens;
 
-    @Option(names = "--master", defaultValue = "local[*]", description = "(default: ${DEFAULT-VALUE})")
-    String master;
+    @Mixin
+    SparkMasterOption sparkMaster = new SparkMasterOption();
 
     @Option(names = "--markdown", paramLabel = "FILE", description = "also write the table as Markdown")
     Path markdown;
@@ -58,17 +56,8 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         Path tmp = Files.createTempDirectory("babai-bench-quantize");
         try {
+            BenchInputs.randomActivations(tmp, "layers.0.attn_in", tokens, size, 5);
             Random rnd = new Random(5);
-            double[][] x = new double[tokens][size];
-            for (double[] row : x) {
-                for (int j = 0; j < size; j++) {
-                    row[j] = (float) rnd.nextGaussian();
-                }
-            }
-            NpyWriter.writeF32(tmp.resolve("x.npy"), x);
-            x = null;
-            new ActivationImporter(new Configuration(), 64).run(List.of(new ActivationImporter.Source("layers.0.attn_in",
-                    tmp.resolve("x.npy"), null)), tmp.resolve("act").toString(), false);
             List<SafeTensorsWriter.RawTensor> tensors = new ArrayList<>();
             for (int l = 0; l < layers; l++) {
                 ByteBuffer b = ByteBuffer.allocate(2 * size * size).order(ByteOrder.LITTLE_ENDIAN);
@@ -80,7 +69,7 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
             SafeTensorsWriter.writeRaw(tmp.resolve("model.safetensors"), tensors, java.util.Map.of("format", "pt"));
             tensors = null;
 
-            SparkSession spark = SparkSupport.session(master, "babai-quant bench-quantize");
+            SparkSession spark = SparkSupport.session(sparkMaster.master, "babai-quant bench-quantize");
             HessianJob.run(spark, new HessianJob.Config(tmp.resolve("act").toString(), tmp.resolve("h").toString(), List.of(),
                     spark.sparkContext().defaultParallelism(), 256, 512, false), s -> { });
             MethodSpec spec = MethodSpec.grid("gptq", new QuantGrid.Spec(4, 128, false, false), ColumnOrder.ACT_ORDER, true, 0.01);
@@ -101,7 +90,7 @@ public final class BenchQuantizeCommand implements Callable<Integer> {
             double solver = (System.nanoTime() - t1) / 1e9;
 
             String machine = String.format(Locale.ROOT, "%d cores, %s, max heap %.1f GiB", Runtime.getRuntime().availableProcessors(),
-                    master, Runtime.getRuntime().maxMemory() / (double) (1L << 30));
+                    spark.sparkContext().master(), Runtime.getRuntime().maxMemory() / (double) (1L << 30));
             String head = "| layers | size | stage s | s/layer (stage) | layers/min | solver alone s/layer | stage/solver |";
             String row = String.format(Locale.ROOT, "| %d | %dx%d | %.1f | %.2f | %.2f | %.2f | %.2f |", layers, size, size, stage,
                     stage / layers, 60 * layers / stage, solver, stage / layers / solver);
