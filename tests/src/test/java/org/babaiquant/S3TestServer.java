@@ -23,8 +23,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * A real S3 server for tests: S3Proxy 4.1.0 (jar-with-dependencies) in a child JVM (java from {@code java.home}) on a
  * free 127.0.0.1 port, with a filesystem store under a directory (survives {@link #stop()}/{@link #start()}) or an
- * in-memory (transient) store. The filesystem store is S3Proxy's {@code filesystem-nio2}: the legacy jclouds
- * {@code filesystem} store sometimes keeps an empty folder of a renamed prefix (see S3TestServerTest). The jar is kept off the test classpath (its Jetty and Jackson would clash with
+ * in-memory (transient) store. The filesystem store is S3Proxy's {@code filesystem-nio2}. Both stores emulate folders:
+ * a renamed prefix that had a directory marker can leave an empty folder behind (see S3TestServerTest). The jar is kept off the test classpath (its Jetty and Jackson would clash with
  * Spark's); the pom passes its path as {@code babai.s3proxy.jar}. The credentials are fixed test values.
  */
 final class S3TestServer implements AutoCloseable {

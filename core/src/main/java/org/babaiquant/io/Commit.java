@@ -26,7 +26,8 @@ import org.babaiquant.BadInputException;
  *       earlier attempt at the same unit (a crash, kill -9) are deleted. With {@link IfExists#REFUSE} a non-empty
  *       target is bad input before any work is done.</li>
  *   <li>the caller writes under {@link #temp()} (a fresh folder, or the path of the file to create), a sibling of
- *       the target, so the rename below stays on one file system.</li>
+ *       the target, so the rename below stays on one file system. On S3 the folder is not created ahead: it is the
+ *       prefix of the files written under it.</li>
  *   <li>{@link #commit()}: an existing target is moved aside (to another {@code _tmp-NAME-UUID}), the temporary is
  *       renamed to the target, the marker (if any) is written <em>last</em> inside it (on S3 a folder rename is a
  *       copy of each object: without the marker an interrupted copy is incomplete, never complete-looking), and
@@ -95,6 +96,15 @@ public abstract class Commit<P> implements AutoCloseable {
     /** Creates an empty file. */
     protected abstract void touch(P file) throws IOException;
 
+    /**
+     * Makes the temporary folder of a folder unit at {@link #begin()}. A store where a folder is only the common prefix
+     * of its objects (S3) overrides this to create nothing: the folder appears with its first file, and
+     * {@link #commit()} creates an empty one.
+     */
+    protected void createTempFolder(P dir) throws IOException {
+        mkdirs(dir);
+    }
+
     /** How to print a path in messages (no credentials). */
     protected String show(P p) {
         return String.valueOf(p);
@@ -130,7 +140,7 @@ public abstract class Commit<P> implements AutoCloseable {
             checkTarget();
             temp = child(parent, tempPrefix(name) + UUID.randomUUID());
             if (folder) {
-                mkdirs(temp);
+                createTempFolder(temp);
             }
         } catch (IOException e) {
             throw new UncheckedIOException("cannot prepare " + show(target) + ": " + e.getMessage(), e);
@@ -186,7 +196,11 @@ public abstract class Commit<P> implements AutoCloseable {
                 rename(target, aside);
             }
             try {
-                rename(temp, target);
+                if (folder && !exists(temp)) {
+                    mkdirs(target); // an empty unit on a store where a folder is only its objects' prefix: nothing to move
+                } else {
+                    rename(temp, target);
+                }
             } catch (IOException e) {
                 if (aside != null && !exists(target)) {
                     rename(aside, target); // put the old one back: a failed commit changes nothing

