@@ -155,7 +155,7 @@ public final class NpyWriter {
 
     /**
      * A little-endian buffer in front of a channel; {@code ensure(n)} flushes when fewer than n bytes are free, and
-     * the bulk {@code put}s copy whole arrays through typed views, flushing as the buffer fills.
+     * the {@code put}s copy whole arrays through views of the free part, flushing as the buffer fills.
      */
     private static final class ChunkedOut {
         private final FileChannel ch;
@@ -173,36 +173,32 @@ public final class NpyWriter {
         }
 
         void put(float[] a) throws IOException {
-            for (int off = 0; off < a.length; ) {
-                int n = Math.min(a.length - off, ensure(4).remaining() / 4);
-                buf.asFloatBuffer().put(a, off, n);
-                buf.position(buf.position() + 4 * n);
-                off += n;
-            }
+            bulk(a.length, 4, (view, off, n) -> view.asFloatBuffer().put(a, off, n));
         }
 
         void put(double[] a) throws IOException {
-            for (int off = 0; off < a.length; ) {
-                int n = Math.min(a.length - off, ensure(8).remaining() / 8);
-                buf.asDoubleBuffer().put(a, off, n);
-                buf.position(buf.position() + 8 * n);
-                off += n;
-            }
+            bulk(a.length, 8, (view, off, n) -> view.asDoubleBuffer().put(a, off, n));
         }
 
         void put(int[] a) throws IOException {
-            for (int off = 0; off < a.length; ) {
-                int n = Math.min(a.length - off, ensure(4).remaining() / 4);
-                buf.asIntBuffer().put(a, off, n);
-                buf.position(buf.position() + 4 * n);
-                off += n;
-            }
+            bulk(a.length, 4, (view, off, n) -> view.asIntBuffer().put(a, off, n));
         }
 
         void put(byte[] a) throws IOException {
-            for (int off = 0; off < a.length; ) {
-                int n = Math.min(a.length - off, ensure(1).remaining());
-                buf.put(a, off, n);
+            bulk(a.length, 1, (view, off, n) -> view.slice().put(a, off, n));
+        }
+
+        /** Copies elements {@code [off, off + n)} of an array into {@code view}, from its position on. */
+        private interface Piece {
+            void copy(ByteBuffer view, int off, int n);
+        }
+
+        /** {@code length} elements of {@code size} bytes, as many as fit per piece, flushing between pieces. */
+        private void bulk(int length, int size, Piece piece) throws IOException {
+            for (int off = 0; off < length; ) {
+                int n = Math.min(length - off, ensure(size).remaining() / size);
+                piece.copy(buf, off, n);
+                buf.position(buf.position() + size * n);
                 off += n;
             }
         }

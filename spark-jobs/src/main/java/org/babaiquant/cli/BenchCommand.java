@@ -285,10 +285,11 @@ public final class BenchCommand implements Callable<Integer> {
                 int[][] codes = ours.codes();
                 long equal = 0;
                 Path peerFile = dir.resolve("peer").resolve("codes.npy");
-                float[][] peerCodes = Npy.readMatrixF32(peerFile);
-                if (!"|u1".equals(Npy.readHeader(peerFile).dtype()) || peerCodes.length != rows || peerCodes[0].length != cols) {
+                Npy.NpyHeader peerHeader = Npy.readHeader(peerFile);
+                if (!"|u1".equals(peerHeader.dtype()) || !java.util.Arrays.equals(peerHeader.shape(), new int[] {rows, cols})) {
                     throw new IllegalStateException(peerFile + " is not a uint8 " + rows + "x" + cols + " array");
                 }
+                float[][] peerCodes = Npy.readMatrixF32(peerFile);
                 for (int r = 0; r < rows; r++) {
                     for (int j = 0; j < cols; j++) {
                         if (codes[r][j] == peerCodes[r][j]) {
