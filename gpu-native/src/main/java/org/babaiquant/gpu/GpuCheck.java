@@ -402,8 +402,17 @@ public final class GpuCheck {
         return b.array();
     }
 
-    /** Random codes, zero points and fp16 scales in the checkpoint layout (v2 zeros). */
+    /** Random codes, zero points and fp16 scales in the checkpoint layout (v2 zeros), scales in [1e-3, 2e-3). */
     private PackedGptq randomPacked(int bits, int groupSize, int in, int out) {
+        return randomPacked(rnd, bits, groupSize, in, out, false, () -> 1e-3 * (1 + rnd.nextDouble()));
+    }
+
+    /**
+     * A random GPTQ layer: random words are valid codes and zero points at any bit width; the fp16 scales come from
+     * {@code scale}, drawn after the words (so a seed gives the same layer as before this helper was shared).
+     */
+    static PackedGptq randomPacked(SplittableRandom rnd, int bits, int groupSize, int in, int out, boolean v1,
+                                   java.util.function.DoubleSupplier scale) {
         int groups = (in + groupSize - 1) / groupSize;
         int[] qweight = new int[in * bits / 32 * out];
         for (int i = 0; i < qweight.length; i++) {
@@ -415,9 +424,9 @@ public final class GpuCheck {
         }
         short[] scales = new short[groups * out];
         for (int i = 0; i < scales.length; i++) {
-            scales[i] = Half.fromFloat((float) (1e-3 * (1 + rnd.nextDouble())));
+            scales[i] = Half.fromFloat((float) scale.getAsDouble());
         }
-        return new PackedGptq(bits, groupSize, in, out, qweight, qzeros, scales, false);
+        return new PackedGptq(bits, groupSize, in, out, qweight, qzeros, scales, v1);
     }
 
     /** A 4-bit g128 SSQR layer with random codes and {@code rate} of the weights as outliers. */

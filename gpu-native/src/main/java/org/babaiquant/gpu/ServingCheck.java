@@ -328,20 +328,7 @@ public final class ServingCheck {
 
     /** Random words are valid codes at any bit width; zero points ≥ 1 under v1; fp16 scales of mixed magnitude. */
     private PackedGptq randomGptq(int bits, int in, int out, int groupSize, boolean v1) {
-        int groups = (in + groupSize - 1) / groupSize;
-        int[] qweight = new int[in * bits / 32 * out];
-        for (int i = 0; i < qweight.length; i++) {
-            qweight[i] = rnd.nextInt();
-        }
-        int[] qzeros = new int[groups * out * bits / 32];
-        for (int i = 0; i < qzeros.length; i++) {
-            qzeros[i] = rnd.nextInt();
-        }
-        short[] scales = new short[groups * out];
-        for (int i = 0; i < scales.length; i++) {
-            scales[i] = Half.fromFloat((float) (0.01 * Math.exp(gaussian())));
-        }
-        return new PackedGptq(bits, groupSize, in, out, qweight, qzeros, scales, v1);
+        return GpuCheck.randomPacked(rnd, bits, groupSize, in, out, v1, () -> 0.01 * Math.exp(gaussian()));
     }
 
     private int[] actOrder(int in, int groupSize) {
