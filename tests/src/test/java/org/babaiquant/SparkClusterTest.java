@@ -12,7 +12,6 @@ import org.babaiquant.spark.HessianArtifact;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.condition.DisabledIfSystemProperty;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
@@ -50,10 +49,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * <p>The kill is deterministic, with no test hook in the application: the first executor of the stage that logs
  * {@code Running task} is frozen (SIGSTOP) and killed once the driver has a task on it whose result it never sent
  * ({@link ExecutorKiller}); the driver's log must then show that task lost and finished in another attempt.
- * Part of the default {@code mvn verify}; skip it with {@code -Dbabai.cluster=false}. Needs the packaged
+ * Part of the default {@code mvn verify}, with no switch to turn it off. Needs the packaged
  * application ({@code mvn verify} builds it first) and python3 (to render the DAG); skips itself without them.
  */
-@DisabledIfSystemProperty(named = "babai.cluster", matches = "false")
 class SparkClusterTest {
     private static final Path TARGET = RealData.repoRoot().resolve("spark-jobs/target");
     /** Heaps: the machine is shared; the MiniLM layers need far less (largest quantize task ~70 MiB). */
